@@ -1,0 +1,176 @@
+"""The contract between the operator and a mover pod.
+
+The operator renders `MoverParams` into the pod's `NASSYNC_PARAMS` env var; the
+mover answers with one `MoverResult` in its termination message. Both sides
+import these models, so a field renamed here breaks loudly on both sides
+instead of silently at run time. Nothing secret ever goes into either: secrets
+are files under `SECRET_DIR`, named here only by path.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PARAMS_ENV = "NASSYNC_PARAMS"
+RESULT_PATH_ENV = "NASSYNC_RESULT_PATH"
+DEFAULT_RESULT_PATH = "/dev/termination-log"
+SECRET_DIR = "/var/run/nassync/secret"
+SOURCE_MOUNT = "/data/source"
+MAX_RESULT_BYTES = 4096
+
+Step = Literal["gate", "push", "verify", "cleanup"]
+
+
+class ErrorKind(StrEnum):
+    """Failure classes; the operator's retry policy is keyed on these."""
+
+    AUTH = "Auth"  # credentials or host key refused: retrying cannot help
+    NETWORK = "Network"  # NAS unreachable or connection dropped: retry with backoff
+    HASH_MISMATCH = "HashMismatch"  # remote bytes differ from the manifest
+    LOCAL_VANISHED = "LocalVanished"  # the run (or files in it) disappeared locally
+    CONFIG = "Config"  # broken secret / rclone config / parameters
+    UNKNOWN = "Unknown"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class RcloneDestination(_Model):
+    type: Literal["rclone"] = "rclone"
+    remote: str
+    path: str
+    config_file: str = Field(alias="configFile")  # mounted secret file
+
+
+class RsyncDestination(_Model):
+    type: Literal["rsync"] = "rsync"
+    host: str
+    port: int = 22
+    user: str
+    path: str
+    key_file: str = Field(alias="keyFile")  # mounted secret file
+    known_hosts_file: str = Field(alias="knownHostsFile")
+
+
+Destination = RcloneDestination | RsyncDestination
+
+
+class BandwidthWindow(_Model):
+    days: list[str]
+    start: str  # "HH:MM"
+    end: str  # "HH:MM"; end <= start means the window crosses midnight
+    limit_kibps: int = Field(alias="limitKiBps", ge=0)
+
+
+class Bandwidth(_Model):
+    time_zone: str = Field("UTC", alias="timeZone")
+    default_kibps: int = Field(0, alias="defaultKiBps", ge=0)
+    windows: list[BandwidthWindow] = Field(default_factory=list)
+
+
+class Override(_Model):
+    rule: str
+    reason: str
+    expires_at: str | None = Field(None, alias="expiresAt")
+
+
+class MoverParams(_Model):
+    step: Step
+    source_root: str = Field(SOURCE_MOUNT, alias="sourceRoot")
+    run_path: str = Field(alias="runPath")
+    cache_dir_name: str = Field(".exlab-wizard", alias="cacheDirName")
+    destination: Destination = Field(discriminator="type")
+    verify_method: Literal["Auto", "RemoteHash", "Download"] = Field("Auto", alias="verifyMethod")
+    bandwidth: Bandwidth = Field(default_factory=Bandwidth)
+    quiet_period_seconds: int = Field(0, alias="quietPeriodSeconds", ge=0)
+    overrides: list[Override] = Field(default_factory=list)
+    retain_cache: bool = Field(True, alias="retainCache")
+    # The manifest digest recorded at push; verify/cleanup refuse a manifest
+    # that does not match it (someone rewrote checksums.sha256).
+    expected_manifest_sha256: str | None = Field(None, alias="expectedManifestSha256")
+    # "<namespace>/<name>/<uid>" of the SyncJob. Push records it on the NAS in
+    # <cacheDir>/nassync-owner and refuses a remote run directory that carries
+    # another owner, so two SyncJobs never write into one directory.
+    owner: str = ""
+
+
+class ErrorInfo(_Model):
+    kind: ErrorKind
+    message: str  # words a lab admin understands; never a secret
+
+
+class Finding(_Model):
+    rule: str
+    tier: Literal["hard", "soft"]
+    path: str
+    message: str
+    overridden: bool = False
+
+
+class GateOutcome(_Model):
+    quiet: bool = True
+    quiet_remaining_seconds: int = Field(0, alias="quietRemainingSeconds")
+    findings: list[Finding] = Field(default_factory=list)
+    findings_truncated: int = Field(0, alias="findingsTruncated")
+    blocked: bool = False
+
+
+class ManifestSummary(_Model):
+    files: int = 0
+    bytes: int = 0
+    sha256: str = ""
+
+
+class TransferSummary(_Model):
+    bytes: int = 0
+    files: int = 0
+    bandwidth_limit_kibps: int = Field(0, alias="bandwidthLimitKiBps")
+
+
+class VerifySummary(_Model):
+    local_changed: bool = Field(False, alias="localChanged")
+    missing: int = 0
+    differing: int = 0
+    examples: list[str] = Field(default_factory=list)  # a few relpaths, for the message
+    method: str = ""
+
+
+class CleanupSummary(_Model):
+    files_deleted: int = Field(0, alias="filesDeleted")
+    bytes_freed: int = Field(0, alias="bytesFreed")
+
+
+class MoverResult(_Model):
+    step: Step
+    ok: bool
+    error: ErrorInfo | None = None
+    gate: GateOutcome | None = None
+    manifest: ManifestSummary | None = None
+    transfer: TransferSummary | None = None
+    verify: VerifySummary | None = None
+    cleanup: CleanupSummary | None = None
+    # Newest revocation tombstone in creation.json (RFC 3339), if any; the
+    # operator's cleanup interlock refuses while it is younger than minAgeAfterVerify.
+    last_revocation_at: str | None = Field(None, alias="lastRevocationAt")
+
+    def dump(self) -> str:
+        """Serialise within the termination-message budget, dropping detail first."""
+        text = self.model_dump_json(by_alias=True, exclude_none=True)
+        if len(text.encode()) <= MAX_RESULT_BYTES:
+            return text
+        trimmed = self.model_copy(deep=True)
+        if trimmed.gate is not None:
+            while trimmed.gate.findings and len(
+                trimmed.model_dump_json(by_alias=True, exclude_none=True).encode()
+            ) > MAX_RESULT_BYTES:
+                trimmed.gate.findings.pop()
+                trimmed.gate.findings_truncated += 1
+        if trimmed.verify is not None:
+            trimmed.verify.examples = trimmed.verify.examples[:3]
+        if trimmed.error is not None:
+            trimmed.error.message = trimmed.error.message[:1000]
+        return trimmed.model_dump_json(by_alias=True, exclude_none=True)[:MAX_RESULT_BYTES]

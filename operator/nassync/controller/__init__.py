@@ -1,0 +1,1 @@
+"""The kopf shell: observes the cluster, asks the core what to do, executes it."""

@@ -1,0 +1,1 @@
+"""The pure decision core: phases, interlocks, bandwidth, backoff. No I/O, no Kubernetes client."""

@@ -1,0 +1,1 @@
+"""The pod-side CLI `nassync-mover`: the only code that touches run files."""

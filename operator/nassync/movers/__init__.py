@@ -1,0 +1,1 @@
+"""The mover catalog: one module per transport behind one small Protocol."""

@@ -1,0 +1,1 @@
+"""Development tooling: local control plane, process node, loopback NAS. Not shipped in the image."""
