@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nassync.api.mover_io import Step
 from nassync.core import names
 
 SUBDOMAIN = st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", fullmatch=True)
-STEPS = st.sampled_from(["gate", "push", "verify", "cleanup"])
+STEPS: st.SearchStrategy[Step] = st.sampled_from(["gate", "push", "verify", "cleanup"])
 
 
 def test_short_name_is_plain() -> None:
@@ -43,20 +44,20 @@ def test_run_number_must_be_positive() -> None:
 
 
 @given(syncjob=SUBDOMAIN, step=STEPS, n=st.integers(1, 10**6))
-def test_always_valid_and_deterministic(syncjob: str, step: str, n: int) -> None:
-    name = names.job_name(syncjob=syncjob, step=step, n=n)  # type: ignore[arg-type]
+def test_always_valid_and_deterministic(syncjob: str, step: Step, n: int) -> None:
+    name = names.job_name(syncjob=syncjob, step=step, n=n)
     assert names.is_dns1123_label(name)
-    assert name == names.job_name(syncjob=syncjob, step=step, n=n)  # type: ignore[arg-type]
+    assert name == names.job_name(syncjob=syncjob, step=step, n=n)
     assert name.endswith(f"-{step}-{n}")
 
 
 @given(a=SUBDOMAIN, b=SUBDOMAIN, n=st.integers(1, 50), m=st.integers(1, 50), step=STEPS)
-def test_distinct_inputs_give_distinct_names(a: str, b: str, n: int, m: int, step: str) -> None:
+def test_distinct_inputs_give_distinct_names(a: str, b: str, n: int, m: int, step: Step) -> None:
     if (a, n) != (b, m):
-        assert names.job_name(syncjob=a, step=step, n=n) != names.job_name(  # type: ignore[arg-type]
+        assert names.job_name(syncjob=a, step=step, n=n) != names.job_name(
             syncjob=b,
             step=step,
-            n=m,  # type: ignore[arg-type]
+            n=m,
         )
 
 
