@@ -1,0 +1,331 @@
+"""The SHA-256 manifest of a run: what "byte-identical on the NAS" is checked against.
+
+A run is proven copied only when every regular file's SHA-256 on the NAS equals
+the digest recorded here, and local data is deleted only when the local tree
+still matches the same manifest. So the manifest has to be exact (no silently
+skipped lines, no followed symlinks, names of any shape) and fast: runs are
+tens to hundreds of GiB, and coreutils `sha256sum` manages ~0.3 GB/s where
+OpenSSL-backed `hashlib` does ~1.2 GB/s per core and releases the GIL, so a
+thread pool scales with cores (docs: notes/movers.md §5).
+
+The on-disk form is `<run>/<cacheDir>/checksums.sha256` in the coreutils
+format (`<hex>  <relpath>`, sorted by the UTF-8 bytes of the name, with
+coreutils escaping for names holding a backslash, newline or CR), so an admin
+can check a run on the NAS by hand with `sha256sum -c`. The cache dir at the
+run root holds our own metadata and is never part of the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+MANIFEST_NAME = "checksums.sha256"
+_BUFFER_BYTES = 1 << 20  # ~1 MiB: best hashlib throughput per notes/movers.md §5
+_HEX_LEN = 64
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One regular file of the run."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest(Mapping[str, Entry]):
+    """relpath (POSIX, relative to the run dir) -> Entry, plus what the walk saw besides.
+
+    `symlinks`, `dirs` and `special` are not part of the manifest (nothing but
+    regular files is copied and proven) but cleanup and the gate need to know
+    about them, so the single walk records them.
+    """
+
+    entries: Mapping[str, Entry]
+    symlinks: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
+    special: tuple[str, ...] = ()  # FIFOs, sockets, devices: never hashed (a FIFO would block)
+
+    def __getitem__(self, key: str) -> Entry:
+        return self.entries[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def files(self) -> int:
+        return len(self.entries)
+
+    @property
+    def bytes(self) -> int:
+        return sum(entry.size for entry in self.entries.values())
+
+    def digests(self) -> dict[str, str]:
+        return {relpath: entry.sha256 for relpath, entry in self.entries.items()}
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical serialised text: the run's identity in status."""
+        return hashlib.sha256(serialise(self)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Result of checking an actual tree (or the NAS) against the expected manifest."""
+
+    missing: tuple[str, ...] = ()
+    differing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()  # reported, not a failure: the NAS also carries the cache dir
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.differing
+
+
+@dataclass(frozen=True)
+class _Walk:
+    files: list[tuple[str, int]] = field(default_factory=list)  # (relpath, lstat size)
+    symlinks: list[str] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)
+    special: list[str] = field(default_factory=list)
+
+
+def check_cache_dir_name(cache_dir_name: str) -> None:
+    """Refuse names that would make "exclude the cache dir" exclude something else."""
+    if (
+        not cache_dir_name
+        or cache_dir_name in {".", ".."}
+        or "/" in cache_dir_name
+        or "\0" in cache_dir_name
+    ):
+        raise ValueError(f"cache dir name must be one plain path component, got {cache_dir_name!r}")
+
+
+def default_workers() -> int:
+    """One thread per usable core, at least two so disk latency overlaps hashing."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(2, cores)
+
+
+def walk_run(run_dir: Path, *, cache_dir_name: str) -> _Walk:
+    """Classify every entry under run_dir without following symlinks."""
+    check_cache_dir_name(cache_dir_name)
+    result = _Walk()
+    stack: list[tuple[str, str]] = [(os.fspath(run_dir), "")]
+    while stack:
+        abs_dir, rel_dir = stack.pop()
+        with os.scandir(abs_dir) as it:
+            for entry in it:
+                rel = f"{rel_dir}{entry.name}"
+                if entry.is_symlink():
+                    result.symlinks.append(rel)
+                elif entry.is_dir(follow_symlinks=False):
+                    if rel_dir == "" and entry.name == cache_dir_name:
+                        continue
+                    result.dirs.append(rel)
+                    stack.append((entry.path, f"{rel}/"))
+                elif entry.is_file(follow_symlinks=False):
+                    result.files.append((rel, entry.stat(follow_symlinks=False).st_size))
+                else:
+                    result.special.append(rel)
+    return result
+
+
+def hash_file(path: str | os.PathLike[str]) -> Entry:
+    """Stream one file through SHA-256; refuses anything that is not a regular file.
+
+    O_NOFOLLOW plus the fstat check close the gap between the walk and the open:
+    a file swapped for a symlink or FIFO in between raises instead of being hashed.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb", buffering=0) as raw:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {os.fsdecode(path)!r}")
+        hasher = hashlib.sha256()
+        buffer = bytearray(_BUFFER_BYTES)
+        view = memoryview(buffer)
+        size = 0
+        while n := raw.readinto(buffer):
+            hasher.update(view[:n])
+            size += n
+    return Entry(sha256=hasher.hexdigest(), size=size)
+
+
+def build_manifest(run_dir: Path, *, cache_dir_name: str, workers: int | None = None) -> Manifest:
+    """Hash every regular file of the run in parallel (cache dir and symlinks excluded).
+
+    Raises FileNotFoundError when the run or a file vanishes while hashing: the
+    caller maps that to LocalVanished rather than recording a partial manifest.
+    """
+    walk = walk_run(run_dir, cache_dir_name=cache_dir_name)
+    # Biggest files first so one huge file does not start last and run alone.
+    ordered = sorted(walk.files, key=lambda item: item[1], reverse=True)
+    base = os.fspath(run_dir)
+    paths = [os.path.join(base, rel) for rel, _ in ordered]
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        hashed = list(pool.map(hash_file, paths))
+    entries = {rel: entry for (rel, _), entry in zip(ordered, hashed, strict=True)}
+    return Manifest(
+        entries=MappingProxyType(dict(sorted(entries.items(), key=lambda kv: _sort_key(kv[0])))),
+        symlinks=tuple(sorted(walk.symlinks, key=_sort_key)),
+        dirs=tuple(sorted(walk.dirs, key=_sort_key)),
+        special=tuple(sorted(walk.special, key=_sort_key)),
+    )
+
+
+def _sort_key(relpath: str) -> bytes:
+    # fsencode keeps undecodable names (surrogateescape) as their original bytes.
+    return os.fsencode(relpath)
+
+
+def _needs_escape(name: bytes) -> bool:
+    return b"\\" in name or b"\n" in name or b"\r" in name
+
+
+def _escape(name: bytes) -> bytes:
+    return name.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+
+
+def _unescape(name: bytes) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(name):
+        byte = name[i : i + 1]
+        if byte != b"\\":
+            out += byte
+            i += 1
+            continue
+        escaped = name[i + 1 : i + 2]
+        if escaped == b"\\":
+            out += b"\\"
+        elif escaped == b"n":
+            out += b"\n"
+        elif escaped == b"r":
+            out += b"\r"
+        else:
+            raise ValueError(f"bad escape sequence in manifest name {name!r}")
+        i += 2
+    return bytes(out)
+
+
+def serialise(manifest: Mapping[str, Entry] | Mapping[str, str]) -> bytes:
+    """Canonical coreutils text; the same manifest always yields the same bytes."""
+    lines: list[bytes] = []
+    for relpath in sorted(manifest, key=_sort_key):
+        value = manifest[relpath]
+        hexdigest = value.sha256 if isinstance(value, Entry) else value
+        name = os.fsencode(relpath)
+        if _needs_escape(name):
+            lines.append(b"\\" + hexdigest.encode("ascii") + b"  " + _escape(name) + b"\n")
+        else:
+            lines.append(hexdigest.encode("ascii") + b"  " + name + b"\n")
+    return b"".join(lines)
+
+
+def _check_relpath(name: bytes) -> None:
+    parts = name.split(b"/")
+    if not name or name.startswith(b"/") or any(p in {b"", b".", b".."} for p in parts):
+        raise ValueError(f"manifest name is not a plain relative path: {name!r}")
+    if b"\0" in name:
+        raise ValueError(f"manifest name contains NUL: {name!r}")
+
+
+def _parse_line(line: bytes, lineno: int) -> tuple[str, str]:
+    escaped = line.startswith(b"\\")
+    body = line[1:] if escaped else line
+    hexdigest = body[:_HEX_LEN].decode("ascii", errors="replace").lower()
+    separator = body[_HEX_LEN : _HEX_LEN + 2]
+    if len(hexdigest) != _HEX_LEN or not set(hexdigest) <= _HEX_DIGITS:
+        raise ValueError(f"manifest line {lineno}: not a SHA-256 hex digest")
+    if separator not in {b"  ", b" *"}:
+        raise ValueError(f"manifest line {lineno}: expected '  ' or ' *' after the digest")
+    name = body[_HEX_LEN + 2 :]
+    if escaped:
+        name = _unescape(name)
+    _check_relpath(name)
+    return os.fsdecode(name), hexdigest
+
+
+def parse(text: bytes) -> dict[str, str]:
+    """Inverse of serialise (relpath -> lowercase hex); any malformed line raises ValueError."""
+    if not text:
+        return {}
+    if not text.endswith(b"\n"):
+        text += b"\n"  # tolerate a missing final newline; nothing else
+    result: dict[str, str] = {}
+    for lineno, line in enumerate(text[:-1].split(b"\n"), start=1):
+        relpath, hexdigest = _parse_line(line, lineno)
+        if relpath in result:
+            raise ValueError(f"manifest line {lineno}: duplicate entry {relpath!r}")
+        result[relpath] = hexdigest
+    return result
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write via tmp file + fsync + rename in the same dir: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry itself reaches the disk.
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def manifest_path(run_dir: Path, *, cache_dir_name: str) -> Path:
+    check_cache_dir_name(cache_dir_name)
+    return run_dir / cache_dir_name / MANIFEST_NAME
+
+
+def write_manifest(run_dir: Path, *, cache_dir_name: str, manifest: Manifest) -> Path:
+    """Write `<run>/<cacheDir>/checksums.sha256` atomically, creating the cache dir."""
+    path = manifest_path(run_dir, cache_dir_name=cache_dir_name)
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_bytes(path, serialise(manifest))
+    return path
+
+
+def read_manifest(run_dir: Path, *, cache_dir_name: str) -> dict[str, str]:
+    return parse(manifest_path(run_dir, cache_dir_name=cache_dir_name).read_bytes())
+
+
+def compare(expected: Mapping[str, str], actual: Mapping[str, str]) -> Comparison:
+    """Missing/differing fail; extra (present only in actual) is reported but passes."""
+    missing = [p for p in expected if p not in actual]
+    differing = [p for p in expected if p in actual and expected[p].lower() != actual[p].lower()]
+    extra = [p for p in actual if p not in expected]
+    return Comparison(
+        missing=tuple(sorted(missing, key=_sort_key)),
+        differing=tuple(sorted(differing, key=_sort_key)),
+        extra=tuple(sorted(extra, key=_sort_key)),
+    )
