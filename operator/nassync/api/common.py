@@ -1,0 +1,112 @@
+"""Building blocks shared by the SyncTarget and SyncJob models.
+
+Every API model derives from `ApiModel`: Python attributes are snake_case,
+the wire format is the camelCase of the CRDs (`alias_generator=to_camel`), and
+either spelling is accepted on input so tests and the decision core can build
+values naturally. Unknown keys are ignored rather than rejected: the apiserver
+already prunes what the CRD does not declare, and an operator reading an
+object written by a newer version must not crash on an additive field.
+
+Times are `datetime` in Python (always timezone-aware UTC after validation)
+and RFC 3339 strings with second precision (`2026-11-28T10:15:00Z`) on the
+wire, which is what `metav1.Time` looks like and what `kubectl` prints.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+from nassync.api.durations import DURATION_MAX_LENGTH, parse_duration
+
+GROUP = "nassync.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Kubernetes object-name limits: DNS-1123 subdomain for most objects.
+DNS1123_SUBDOMAIN_MAX = 253
+DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Secret keys: what `kubectl create secret --from-file` allows as a data key.
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+SECRET_KEY_MAX = 253
+
+
+def _as_utc(value: datetime) -> datetime:
+    # A naive time can only have come from our own code (the apiserver always
+    # sends 'Z'); treating it as UTC is the one reading that cannot shift it.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC, microsecond=0)
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339, UTC, second precision: the `metav1.Time` wire format."""
+    return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp (`...Z` or with an offset) to aware UTC."""
+    return _as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+]
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)  # raises ValueError with an example of what is accepted
+    return value
+
+
+# A duration string such as `10m`; kept as the user wrote it (GitOps diffs stay
+# clean) and converted with nassync.api.durations.parse_duration when used.
+Duration = Annotated[str, Field(max_length=DURATION_MAX_LENGTH), AfterValidator(_check_duration)]
+
+
+class ApiModel(BaseModel):
+    """Base for every SyncTarget/SyncJob model: snake_case in Python, camelCase on the wire."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        validate_assignment=True,
+    )
+
+    def to_api(self, *, exclude_none: bool = True) -> dict[str, Any]:
+        """The camelCase JSON-ready dict the apiserver expects.
+
+        Pass `exclude_none=False` when building a merge patch that must clear
+        fields (a JSON merge patch removes a key only when it is sent as null).
+        """
+        return self.model_dump(mode="json", by_alias=True, exclude_none=exclude_none)
+
+
+class Condition(ApiModel):
+    """A status condition following the Kubernetes API conventions (metav1.Condition)."""
+
+    type: str = Field(min_length=1, max_length=316)
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(default="", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: Timestamp | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object by name in the same namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
+    )
+
+
+def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
+    """The condition of the given type, if present (types are unique per object)."""
+    return next((c for c in conditions if c.type == type_), None)

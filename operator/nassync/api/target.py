@@ -1,0 +1,412 @@
+"""SyncTarget: "an instrument's storage and its NAS destination" (admin-owned).
+
+A SyncTarget is the only object that names host paths, volumes, nodes,
+secrets and images (DESIGN.md §3): users who may create SyncJobs only pick a
+target by name and a relative run path, so nothing they write reaches a pod
+spec. These models mirror `crds/nassync.dev_synctargets.yaml` field for field
+(tests/unit/test_crd_schema.py keeps the two in lockstep) and enforce the same
+structural rules the CRD enforces, so `SyncTarget.from_body` succeeds on every
+object the apiserver admitted. Semantic checks that need the outside world
+(does the time zone exist? is a window empty?) live in
+`nassync.api.validation`, not here, because a model that refuses to load an
+already-stored object would wedge the operator instead of reporting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from nassync.api import mover_io
+from nassync.api.common import (
+    API_VERSION,
+    DNS1123_SUBDOMAIN_MAX,
+    DNS1123_SUBDOMAIN_PATTERN,
+    SECRET_KEY_MAX,
+    SECRET_KEY_PATTERN,
+    ApiModel,
+    Condition,
+    Duration,
+    LocalObjectReference,
+    find_condition,
+)
+from nassync.api.durations import parse_duration
+
+KIND = "SyncTarget"
+PLURAL = "synctargets"
+
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+Day = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+# Hostnames, IPv4 and bare IPv6; never starting with '-', so that a host can
+# not be smuggled into ssh's argv as an option.
+RSYNC_HOST_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9.:]*$"
+RSYNC_USER_PATTERN = r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$"
+# rclone config section names; ':' and '/' would make it a path or an on-the-fly remote.
+RCLONE_REMOTE_PATTERN = r"^[-_.+@ A-Za-z0-9]+$"
+MAX_PATH_LENGTH = 1024
+MAX_WINDOWS = 32
+MAX_BACKOFF_STEPS = 32
+MAX_TOLERATIONS = 32
+
+
+def _no_control_characters(value: str, what: str) -> str:
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError(f"{what} must not contain control characters")
+    return value
+
+
+# --- source -----------------------------------------------------------------
+
+
+class HostPathSource(ApiModel):
+    """A directory on the node (the instrument PC's disk); runs are below it."""
+
+    path: str = Field(min_length=1, max_length=MAX_PATH_LENGTH)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("hostPath.path must be an absolute path (start with '/')")
+        return _no_control_characters(value, "hostPath.path")
+
+
+class PersistentVolumeClaimSource(ApiModel):
+    """A PVC in the target's namespace holding the runs."""
+
+    claim_name: str = Field(
+        min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
+    )
+
+
+class SourceVolume(ApiModel):
+    """Exactly one of `hostPath` or `persistentVolumeClaim`."""
+
+    host_path: HostPathSource | None = None
+    persistent_volume_claim: PersistentVolumeClaimSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SourceVolume:
+        if (self.host_path is None) == (self.persistent_volume_claim is None):
+            raise ValueError(
+                "exactly one of spec.source.volume.hostPath or "
+                "spec.source.volume.persistentVolumeClaim must be set"
+            )
+        return self
+
+
+class Toleration(ApiModel):
+    """A pod toleration (core/v1 Toleration) for node-local instrument disks."""
+
+    key: str | None = Field(default=None, max_length=316)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Source(ApiModel):
+    """Where runs live and where a mover pod must run to see them."""
+
+    volume: SourceVolume
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
+    cache_dir_name: str = Field(default=".exlab-wizard", min_length=1, max_length=255)
+
+    @field_validator("cache_dir_name")
+    @classmethod
+    def _single_segment(cls, value: str) -> str:
+        if "/" in value or value in (".", ".."):
+            raise ValueError(
+                "spec.source.cacheDirName must be a single directory name (no '/', not '.' or '..')"
+            )
+        return _no_control_characters(value, "spec.source.cacheDirName")
+
+
+# --- destination ------------------------------------------------------------
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the target's namespace."""
+
+    name: str = Field(
+        min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
+    )
+    key: str = Field(
+        default="rclone.conf", min_length=1, max_length=SECRET_KEY_MAX, pattern=SECRET_KEY_PATTERN
+    )
+
+
+class RcloneDestination(ApiModel):
+    """An rclone remote; the Secret holds the rclone config file."""
+
+    remote: str = Field(min_length=1, max_length=128, pattern=RCLONE_REMOTE_PATTERN)
+    path: str = Field(min_length=1, max_length=MAX_PATH_LENGTH)
+    config_secret_ref: SecretKeyRef
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _no_control_characters(value, "spec.destination.rclone.path")
+
+
+class RsyncDestination(ApiModel):
+    """rsync over ssh; the Secret holds `ssh-privatekey` and `known_hosts`."""
+
+    host: str = Field(min_length=1, max_length=253, pattern=RSYNC_HOST_PATTERN)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(min_length=1, max_length=64, pattern=RSYNC_USER_PATTERN)
+    path: str = Field(min_length=1, max_length=MAX_PATH_LENGTH)
+    ssh_secret_ref: LocalObjectReference
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _no_control_characters(value, "spec.destination.rsync.path")
+
+
+class Destination(ApiModel):
+    """Exactly one of `rclone` or `rsync`."""
+
+    rclone: RcloneDestination | None = None
+    rsync: RsyncDestination | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Destination:
+        if (self.rclone is None) == (self.rsync is None):
+            raise ValueError(
+                "exactly one of spec.destination.rclone or spec.destination.rsync must be set"
+            )
+        return self
+
+    @property
+    def type(self) -> Literal["rclone", "rsync"]:
+        return "rclone" if self.rclone is not None else "rsync"
+
+    @property
+    def path(self) -> str:
+        """The destination root; a run lands at `<path>/<runPath>`."""
+        if self.rclone is not None:
+            return self.rclone.path
+        assert self.rsync is not None  # guaranteed by _exactly_one
+        return self.rsync.path
+
+    @property
+    def secret_name(self) -> str:
+        if self.rclone is not None:
+            return self.rclone.config_secret_ref.name
+        assert self.rsync is not None
+        return self.rsync.ssh_secret_ref.name
+
+
+# --- verify / bandwidth / policies ------------------------------------------
+
+
+class Verify(ApiModel):
+    """How the remote copy is hashed (see DESIGN.md §2 Verify)."""
+
+    method: Literal["Auto", "RemoteHash", "Download"] = "Auto"
+
+
+class BandwidthWindow(ApiModel):
+    """A weekly time window with its own limit; same shape as mover_io.BandwidthWindow."""
+
+    days: list[Day] = Field(min_length=1, max_length=7)
+    start: str = Field(pattern=HHMM_PATTERN)
+    end: str = Field(pattern=HHMM_PATTERN)  # end <= start: the window crosses midnight
+    limit_kibps: int = Field(alias="limitKiBps", ge=0)
+
+    @field_validator("days")
+    @classmethod
+    def _unique_days(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("days must not repeat a day")
+        return value
+
+
+class Bandwidth(ApiModel):
+    """Rate limits by time of week; same shape as mover_io.Bandwidth."""
+
+    time_zone: str = Field(default="UTC", min_length=1, max_length=64)
+    default_kibps: int = Field(default=0, alias="defaultKiBps", ge=0)  # 0 = unlimited
+    windows: list[BandwidthWindow] = Field(default_factory=list, max_length=MAX_WINDOWS)
+
+    def to_mover(self) -> mover_io.Bandwidth:
+        """The same timetable in the mover contract's type."""
+        return mover_io.Bandwidth.model_validate(self.to_api())
+
+
+class Retry(ApiModel):
+    """Retry policy for transient failures (Network, Unknown)."""
+
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_seconds: list[int] = Field(
+        default_factory=lambda: [30, 120, 480, 1800], min_length=1, max_length=MAX_BACKOFF_STEPS
+    )
+
+    @field_validator("backoff_seconds")
+    @classmethod
+    def _non_negative(cls, value: list[int]) -> list[int]:
+        if any(v < 0 for v in value):
+            raise ValueError("backoffSeconds must all be >= 0")
+        return value
+
+    def backoff_for(self, attempts: int) -> int:
+        """Delay after the `attempts`-th failure; the last step repeats."""
+        index = min(max(attempts, 1), len(self.backoff_seconds)) - 1
+        return self.backoff_seconds[index]
+
+
+class Gate(ApiModel):
+    """Pre-sync gate settings."""
+
+    quiet_period: Duration = "10m"
+
+    @property
+    def quiet_period_seconds(self) -> int:
+        return parse_duration(self.quiet_period)
+
+
+def _positive_duration(value: str) -> str:
+    if parse_duration(value) <= 0:
+        raise ValueError("reverifyInterval must be longer than 0s")
+    return value
+
+
+class Cleanup(ApiModel):
+    """Local deletion policy; every field is an interlock (DESIGN.md §2 Cleanup)."""
+
+    enabled: bool = False
+    min_verify_passes: int = Field(default=2, ge=1, le=100)
+    min_age_after_verify: Duration = "24h"
+    reverify_interval: Duration = "6h"
+    retain_cache: bool = True
+
+    @field_validator("reverify_interval")
+    @classmethod
+    def _reverify_positive(cls, value: str) -> str:
+        return _positive_duration(value)
+
+    @property
+    def min_age_after_verify_seconds(self) -> int:
+        return parse_duration(self.min_age_after_verify)
+
+    @property
+    def reverify_interval_seconds(self) -> int:
+        return parse_duration(self.reverify_interval)
+
+
+# --- mover pod --------------------------------------------------------------
+
+
+class ResourceRequirements(ApiModel):
+    """core/v1 ResourceRequirements (quantities as strings or integers)."""
+
+    requests: dict[str, str | int] = Field(default_factory=dict)
+    limits: dict[str, str | int] = Field(default_factory=dict)
+
+
+class MoverSecurityContext(ApiModel):
+    """The identity mover pods run as (to read and delete the instrument's files).
+
+    Everything else about pod security is fixed by the operator (non-root by
+    default, no privilege escalation, all capabilities dropped, read-only root,
+    seccomp RuntimeDefault) and deliberately not configurable here.
+    """
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    fs_group: int | None = Field(default=None, ge=0)
+    supplemental_groups: list[int] = Field(default_factory=list, max_length=32)
+
+
+class Mover(ApiModel):
+    """Pod-level settings of the mover Jobs of this target."""
+
+    image: str | None = Field(default=None, max_length=1024)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
+    resources: ResourceRequirements | None = None
+    security_context: MoverSecurityContext | None = None
+    service_account_name: str | None = Field(
+        default=None, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
+    )
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+
+
+# --- spec / status / object -------------------------------------------------
+
+
+class SyncTargetSpec(ApiModel):
+    source: Source
+    destination: Destination
+    verify: Verify = Field(default_factory=Verify)
+    bandwidth: Bandwidth = Field(default_factory=Bandwidth)
+    concurrency: int = Field(default=1, ge=1, le=64)
+    retry: Retry = Field(default_factory=Retry)
+    gate: Gate = Field(default_factory=Gate)
+    cleanup: Cleanup = Field(default_factory=Cleanup)
+    mover: Mover = Field(default_factory=Mover)
+
+    def source_summary(self) -> str:
+        """What the Source printer column shows (`status.source`)."""
+        volume = self.source.volume
+        if volume.host_path is not None:
+            return f"hostPath:{volume.host_path.path}"
+        assert volume.persistent_volume_claim is not None
+        return f"pvc:{volume.persistent_volume_claim.claim_name}"
+
+
+class SyncTargetStatus(ApiModel):
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[Condition] = Field(default_factory=list)
+    active_movers: int = Field(default=0, ge=0)
+    queued: int = Field(default=0, ge=0)
+    # Summaries for the printer columns: a printer column's JSONPath cannot
+    # choose between hostPath and persistentVolumeClaim, so the operator writes
+    # SyncTargetSpec.source_summary() and destination.type here.
+    source: str | None = None
+    destination_type: Literal["rclone", "rsync"] | None = None
+
+    def condition(self, type_: str) -> Condition | None:
+        return find_condition(self.conditions, type_)
+
+
+def plain(value: Any) -> Any:
+    """Deep-copy a Mapping/sequence tree (e.g. a kopf Body) into dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+class SyncTarget(ApiModel):
+    """A whole SyncTarget object as the apiserver returns it."""
+
+    api_version: str = API_VERSION
+    kind: Literal["SyncTarget"] = "SyncTarget"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: SyncTargetSpec
+    status: SyncTargetStatus = Field(default_factory=SyncTargetStatus)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SyncTarget:
+        """Load an object from the apiserver/kopf; a missing or null status is empty."""
+        data = plain(body)
+        if not isinstance(data.get("status"), dict):
+            data["status"] = {}
+        data.setdefault("kind", KIND)
+        data.setdefault("apiVersion", API_VERSION)
+        return cls.model_validate(data)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))
