@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from nassync.api.common import format_time
 from nassync.core.backoff import human_seconds
 
 
@@ -124,15 +125,17 @@ def check_verify_passes(facts: CleanupFacts) -> Check:
 def _age_check(
     *, name: str, since: datetime, min_age: float, now: datetime, what: str, bad_reason: str
 ) -> Check:
-    age = (now - since).total_seconds()
-    if age >= min_age:
-        return Check(name, True, name, f"{what} {human_seconds(age)} ago")
+    # Absolute times, not "in 3h": the message stays the same between calls, so
+    # the operator can tell a changed reason from a clock that moved.
+    ready = since + timedelta(seconds=min_age)
+    if now >= ready:
+        return Check(name, True, name, f"{what} at {format_time(since)}")
     return Check(
         name,
         False,
         bad_reason,
-        f"{what} {human_seconds(max(0.0, age))} ago; cleanup waits until "
-        f"{human_seconds(min_age)} have passed (in {human_seconds(min_age - age)})",
+        f"{what} at {format_time(since)}; cleanup waits {human_seconds(min_age)} "
+        f"(minAgeAfterVerify), until {format_time(ready)}",
     )
 
 

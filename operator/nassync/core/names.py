@@ -22,12 +22,11 @@ from __future__ import annotations
 import hashlib
 import re
 
+from nassync.api.common import GROUP
 from nassync.api.mover_io import Step
 
 MAX_NAME_LENGTH = 63
 HASH_LENGTH = 8
-
-GROUP = "nassync.dev"
 
 # Labels on every mover Job (and, through the pod template, its pod). The shell
 # finds a SyncJob's children by LABEL_SYNCJOB plus the owner reference.
@@ -37,10 +36,6 @@ LABEL_TARGET = f"{GROUP}/target"
 LABEL_RUN = f"{GROUP}/run"  # the mover run number n, as a string
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "nassync"
-
-# User-facing annotations on a SyncJob: a new value is a request (DESIGN.md §1).
-ANNOTATION_RETRY = f"{GROUP}/retry"
-ANNOTATION_VERIFY = f"{GROUP}/verify"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
