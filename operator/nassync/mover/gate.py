@@ -22,6 +22,7 @@ a sync, a wrongly honoured one pushes names the NAS may mangle.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import stat
@@ -52,9 +53,10 @@ SYMLINK_NOT_COPIED = "symlink_not_copied"
 SPECIAL_FILE = "special_file"
 FUTURE_MTIME = "future_modification_time"
 CREATION_UNREADABLE = "creation_json_unreadable"
+UNREADABLE = "unreadable_path"
 
-# Rules no override can lift: there is nothing to push, or the path is not the run.
-NOT_OVERRIDABLE = frozenset({RUN_MISSING, RUN_EMPTY, RUN_OUTSIDE_SOURCE})
+# Rules no override can lift: nothing (readable) to push, or the path is not the run.
+NOT_OVERRIDABLE = frozenset({RUN_MISSING, RUN_EMPTY, RUN_OUTSIDE_SOURCE, UNREADABLE})
 
 MAX_FINDINGS = 200  # per outcome; the rest is counted in findingsTruncated
 MAX_RELPATH_BYTES = 4096
@@ -145,15 +147,28 @@ def _scan(run_dir: Path, *, cache_dir_name: str, now: datetime) -> _Scan:
     stack: list[tuple[str, str]] = [(os.fspath(run_dir), "")]
     while stack:
         directory, prefix = stack.pop()
-        with os.scandir(directory) as it:
-            for entry in it:
-                is_cache = prefix == "" and entry.name == cache_dir_name
-                if is_cache and entry.is_dir(follow_symlinks=False):
-                    continue
-                subdir = _visit(scan, entry, prefix + entry.name, run_real, horizon)
-                if subdir:
-                    stack.append((entry.path, prefix + entry.name + "/"))
+        try:
+            with os.scandir(directory) as it:
+                for entry in it:
+                    is_cache = prefix == "" and entry.name == cache_dir_name
+                    if is_cache and entry.is_dir(follow_symlinks=False):
+                        continue
+                    subdir = _visit(scan, entry, prefix + entry.name, run_real, horizon)
+                    if subdir:
+                        stack.append((entry.path, prefix + entry.name + "/"))
+        except OSError as exc:
+            scan.hits.extend(_unreadable(prefix.rstrip("/") or ".", exc))
     return scan
+
+
+def _unreadable(relpath: str, exc: OSError) -> list[_Hit]:
+    """A directory or entry we cannot read is one nobody can copy or verify either."""
+    shown = display_path(relpath)
+    if exc.errno == errno.ENAMETOOLONG:
+        if len(os.fsencode(relpath)) > MAX_RELPATH_BYTES:
+            return []  # already reported by the length check
+        return [_Hit(PATH_TOO_LONG, "hard", shown, "path is too long to read")]
+    return [_Hit(UNREADABLE, "hard", shown, f"cannot read: {exc.strerror or exc}")]
 
 
 def _visit(
@@ -164,7 +179,11 @@ def _visit(
     scan.hits.extend(_name_hits(entry.name, relpath))
     if len(os.fsencode(relpath)) > MAX_RELPATH_BYTES:
         scan.hits.append(_Hit(PATH_TOO_LONG, "hard", shown, "path is over 4096 bytes"))
-    info = entry.stat(follow_symlinks=False)
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError as exc:
+        scan.hits.extend(_unreadable(relpath, exc))
+        return False
     _note_mtime(scan, info.st_mtime, relpath, horizon)
     if stat.S_ISLNK(info.st_mode):
         scan.hits.extend(_symlink_hits(Path(entry.path), relpath, run_real))
