@@ -10,10 +10,11 @@ cache="${NASSYNC_CACHE:-$HOME/.cache/nassync}"
 export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
 
 pinned() { # module go.mod -> version that the wrapper requires
-  awk -v m="$1" '$1==m && $2 ~ /^v/ {print $2; exit}' "$2"
+  awk -v m="$1" '$1=="require" {$1=""; sub(/^ /, "")} $1==m && $2 ~ /^v/ {print $2; exit}' "$2"
 }
 
 k8s_version="$(pinned k8s.io/kubernetes "$here/k8s/go.mod")"
+[[ -n "$k8s_version" ]] || { echo "cannot read the pinned k8s.io/kubernetes version" >&2; exit 1; }
 etcd_version="$(pinned go.etcd.io/etcd/server/v3 "$here/etcd/go.mod")"
 helm_version="$(pinned helm.sh/helm/v3 "$here/helm/go.mod")"
 

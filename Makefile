@@ -1,0 +1,64 @@
+# nassync developer entry points. `make demo` and `make test` do all set-up on a
+# fresh machine: Debian packages, a Python venv with pinned deps, and the
+# Go-built control plane (cached per version in ~/.cache/nassync/bin).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := bubblewrap rsync openssh-server openssh-client util-linux procps lua5.4
+STAMP := $(VENV)/.installed
+CLUSTER := $(PY) -m nassync_dev.cli
+
+.PHONY: deps apt venv binaries test lint unit cluster-up cluster-down cluster-env run demo bench clean
+
+deps: apt venv binaries
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo ">> apt-get install$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+binaries: venv
+	bash tools/build.sh all
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/mypy
+
+test: deps lint
+	$(VENV)/bin/pytest -q -ra
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+cluster-up: deps
+	@$(CLUSTER) cluster-up
+
+cluster-down: venv
+	@$(CLUSTER) cluster-down
+
+cluster-env: venv
+	@$(CLUSTER) cluster-env
+
+run: cluster-up
+	@eval "$$($(CLUSTER) cluster-env)"; kubectl apply -f crds/ && $(VENV)/bin/nassync-operator --metrics-port $${METRICS_PORT:-8080}
+
+demo: deps
+	$(PY) -m nassync_dev.demo
+
+bench: venv
+	$(PY) bench/hash_bench.py
+	$(PY) bench/push_verify_bench.py
+
+clean: cluster-down
+	rm -rf .cache
