@@ -82,9 +82,7 @@ def failure_outcome(
         return FailureOutcome(Verdict.FAIL, attempts, 0, f"{kind} errors are not retried")
     if kind is ErrorKind.HASH_MISMATCH:
         if mismatch_since_success:
-            return FailureOutcome(
-                Verdict.FAIL, attempts, 0, "second hash mismatch since the last good verify"
-            )
+            return FailureOutcome(Verdict.FAIL, attempts, 0, "second hash mismatch since the last good verify")
         return FailureOutcome(Verdict.REPUSH, attempts, 0, "first hash mismatch: pushing again")
     attempts += 1
     if attempts >= limit:

@@ -122,9 +122,7 @@ def check_verify_passes(facts: CleanupFacts) -> Check:
     )
 
 
-def _age_check(
-    *, name: str, since: datetime, min_age: float, now: datetime, what: str, bad_reason: str
-) -> Check:
+def _age_check(*, name: str, since: datetime, min_age: float, now: datetime, what: str, bad_reason: str) -> Check:
     # Absolute times, not "in 3h": the message stays the same between calls, so
     # the operator can tell a changed reason from a clock that moved.
     ready = since + timedelta(seconds=min_age)
