@@ -67,31 +67,31 @@ class BandwidthWindow(_Model):
 
 
 class Bandwidth(_Model):
-    time_zone: str = Field("UTC", alias="timeZone")
-    default_kibps: int = Field(0, alias="defaultKiBps", ge=0)
+    time_zone: str = Field(default="UTC", alias="timeZone")
+    default_kibps: int = Field(default=0, alias="defaultKiBps", ge=0)
     windows: list[BandwidthWindow] = Field(default_factory=list)
 
 
 class Override(_Model):
     rule: str
     reason: str
-    expires_at: str | None = Field(None, alias="expiresAt")
+    expires_at: str | None = Field(default=None, alias="expiresAt")
 
 
 class MoverParams(_Model):
     step: Step
-    source_root: str = Field(SOURCE_MOUNT, alias="sourceRoot")
+    source_root: str = Field(default=SOURCE_MOUNT, alias="sourceRoot")
     run_path: str = Field(alias="runPath")
-    cache_dir_name: str = Field(".exlab-wizard", alias="cacheDirName")
+    cache_dir_name: str = Field(default=".exlab-wizard", alias="cacheDirName")
     destination: Destination = Field(discriminator="type")
-    verify_method: Literal["Auto", "RemoteHash", "Download"] = Field("Auto", alias="verifyMethod")
+    verify_method: Literal["Auto", "RemoteHash", "Download"] = Field(default="Auto", alias="verifyMethod")
     bandwidth: Bandwidth = Field(default_factory=Bandwidth)
-    quiet_period_seconds: int = Field(0, alias="quietPeriodSeconds", ge=0)
+    quiet_period_seconds: int = Field(default=0, alias="quietPeriodSeconds", ge=0)
     overrides: list[Override] = Field(default_factory=list)
-    retain_cache: bool = Field(True, alias="retainCache")
+    retain_cache: bool = Field(default=True, alias="retainCache")
     # The manifest digest recorded at push; verify/cleanup refuse a manifest
     # that does not match it (someone rewrote checksums.sha256).
-    expected_manifest_sha256: str | None = Field(None, alias="expectedManifestSha256")
+    expected_manifest_sha256: str | None = Field(default=None, alias="expectedManifestSha256")
     # "<namespace>/<name>/<uid>" of the SyncJob. Push records it on the NAS in
     # <cacheDir>/nassync-owner and refuses a remote run directory that carries
     # another owner, so two SyncJobs never write into one directory.
@@ -113,9 +113,9 @@ class Finding(_Model):
 
 class GateOutcome(_Model):
     quiet: bool = True
-    quiet_remaining_seconds: int = Field(0, alias="quietRemainingSeconds")
+    quiet_remaining_seconds: int = Field(default=0, alias="quietRemainingSeconds")
     findings: list[Finding] = Field(default_factory=list)
-    findings_truncated: int = Field(0, alias="findingsTruncated")
+    findings_truncated: int = Field(default=0, alias="findingsTruncated")
     blocked: bool = False
 
 
@@ -128,11 +128,11 @@ class ManifestSummary(_Model):
 class TransferSummary(_Model):
     bytes: int = 0
     files: int = 0
-    bandwidth_limit_kibps: int = Field(0, alias="bandwidthLimitKiBps")
+    bandwidth_limit_kibps: int = Field(default=0, alias="bandwidthLimitKiBps")
 
 
 class VerifySummary(_Model):
-    local_changed: bool = Field(False, alias="localChanged")
+    local_changed: bool = Field(default=False, alias="localChanged")
     missing: int = 0
     differing: int = 0
     examples: list[str] = Field(default_factory=list)  # a few relpaths, for the message
@@ -140,8 +140,8 @@ class VerifySummary(_Model):
 
 
 class CleanupSummary(_Model):
-    files_deleted: int = Field(0, alias="filesDeleted")
-    bytes_freed: int = Field(0, alias="bytesFreed")
+    files_deleted: int = Field(default=0, alias="filesDeleted")
+    bytes_freed: int = Field(default=0, alias="bytesFreed")
 
 
 class MoverResult(_Model):
@@ -155,7 +155,7 @@ class MoverResult(_Model):
     cleanup: CleanupSummary | None = None
     # Newest revocation tombstone in creation.json (RFC 3339), if any; the
     # operator's cleanup interlock refuses while it is younger than minAgeAfterVerify.
-    last_revocation_at: str | None = Field(None, alias="lastRevocationAt")
+    last_revocation_at: str | None = Field(default=None, alias="lastRevocationAt")
 
     def dump(self) -> str:
         """Serialise within the termination-message budget, dropping detail first."""

@@ -1,0 +1,84 @@
+"""kopf wiring: watch events wake the reconciler; nothing is decided here.
+
+Only `on.event` handlers are used for our resources: they store no state on
+the objects and add no finalizers, so deleting a SyncJob never waits for the
+operator (DESIGN.md §2 "Deletion"), and mover Jobs are never annotated by
+kopf. All decisions happen in the reconciler, one target at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from nassync.api.common import GROUP, VERSION
+from nassync.controller.kube import Kube, load_config
+from nassync.controller.reconciler import TARGET_ANNOTATION, Reconciler, TargetKey
+from nassync.core import names
+
+log = logging.getLogger("nassync.operator")
+
+
+class Runtime:
+    """Process-wide pieces created at startup (kopf handlers are module functions)."""
+
+    reconciler: Reconciler | None = None
+    stop = threading.Event()
+    thread: threading.Thread | None = None
+    default_image: str = "ghcr.io/nassync/nassync:0.1.0"
+
+
+def _enqueue(namespace: str | None, target: str | None) -> None:
+    if Runtime.reconciler is not None and namespace and target:
+        Runtime.reconciler.enqueue(TargetKey(namespace, target))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our own prefix and finalizer name from day one (changing them later re-runs handlers).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="nassync.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="nassync.dev", key="last-handled-configuration")
+    settings.persistence.finalizer = "nassync.dev/finalizer"
+    settings.posting.level = logging.WARNING
+    # Only our mover Jobs matter; filter them on the server, not in Python.
+    settings.watching.label_selectors["batch", "jobs"] = (
+        f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}")
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    load_config()
+    Runtime.reconciler = Reconciler(Kube(), default_image=Runtime.default_image)
+    Runtime.stop.clear()
+    Runtime.thread = threading.Thread(target=Runtime.reconciler.run_forever, args=(Runtime.stop,),
+                                      name="reconciler", daemon=True)
+    Runtime.thread.start()
+
+
+@kopf.on.cleanup()
+def shutdown(**_: Any) -> None:
+    Runtime.stop.set()
+    if Runtime.thread is not None:
+        Runtime.thread.join(timeout=10)
+
+
+@kopf.on.event(GROUP, VERSION, "syncjobs")
+def syncjob_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    _enqueue(namespace, (body.get("spec") or {}).get("targetRef", {}).get("name"))
+
+
+@kopf.on.event(GROUP, VERSION, "synctargets")
+def target_changed(name: str | None, namespace: str | None, **_: Any) -> None:
+    _enqueue(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})
+def mover_changed(annotations: kopf.Annotations, namespace: str | None, **_: Any) -> None:
+    _enqueue(namespace, annotations.get(TARGET_ANNOTATION))
+
+
+@kopf.on.probe(id="reconciler")
+def reconciler_alive(**_: Any) -> bool:
+    return Runtime.thread is not None and Runtime.thread.is_alive()

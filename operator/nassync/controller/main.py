@@ -1,0 +1,52 @@
+"""`nassync-operator`: run the operator (in a pod, or in the foreground with `make run`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import kopf
+from prometheus_client import start_http_server
+
+from nassync.controller import handlers
+from nassync.logs import configure_logging
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nassync-operator", description=__doc__)
+    p.add_argument("-n", "--namespace", action="append", default=[],
+                   help="watch only this namespace (repeatable; globs allowed); default: all namespaces")
+    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("NASSYNC_METRICS_PORT", 8080)),
+                   help="port of the Prometheus /metrics endpoint (0 disables it)")
+    p.add_argument("--metrics-address", default=os.environ.get("NASSYNC_METRICS_ADDRESS", "0.0.0.0"))
+    p.add_argument("--health-port", type=int, default=int(os.environ.get("NASSYNC_HEALTH_PORT", 8081)),
+                   help="port of the liveness endpoint /healthz (0 disables it)")
+    p.add_argument("--mover-image", default=os.environ.get("NASSYNC_MOVER_IMAGE", handlers.Runtime.default_image),
+                   help="image for mover Jobs when a SyncTarget does not set spec.mover.image")
+    p.add_argument("--log-format", choices=["json", "text"], default=os.environ.get("NASSYNC_LOG_FORMAT", "json"))
+    p.add_argument("--log-level", default=os.environ.get("NASSYNC_LOG_LEVEL", "INFO"))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(fmt=args.log_format, level=args.log_level)
+    handlers.Runtime.default_image = args.mover_image
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    logging.getLogger("nassync.operator").info(
+        "starting", extra={"namespaces": args.namespace or ["*"], "metricsPort": args.metrics_port})
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=list(args.namespace),
+        liveness_endpoint=liveness,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The mover Job a step runs as, built from the SyncTarget and the SyncJob.
+
+This is where the security model of DESIGN.md §3 becomes a pod spec. Only the
+SyncTarget (admin-owned) contributes host paths, volumes, nodes, secrets and
+the image; the SyncJob contributes its relative run path and acknowledged
+overrides, and those travel only inside `NASSYNC_PARAMS`, never as volumes,
+argv or pod fields. Secrets are mounted as files; the command line carries the
+step name and nothing else. The pod is non-root by default, cannot escalate,
+has no capabilities and a read-only root filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+from nassync.api import mover_io
+from nassync.api.common import API_VERSION
+from nassync.api.durations import parse_duration
+from nassync.api.syncjob import SyncJob
+from nassync.api.target import SyncTarget
+from nassync.core import names
+
+DEFAULT_IMAGE = "ghcr.io/nassync/nassync:0.1.0"
+DEFAULT_UID = 65532
+JOB_TTL_SECONDS = 7 * 24 * 3600  # keep finished movers a week: `kubectl logs` for post-mortems
+SECRET_VOLUME = "nas-secret"
+SOURCE_VOLUME = "source"
+
+
+def remote_path(target: SyncTarget, job: SyncJob) -> str:
+    dest = target.spec.destination
+    base = dest.rclone.path if dest.rclone else dest.rsync.path if dest.rsync else ""
+    return posixpath.join(base, job.spec.run_path)
+
+
+def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mover_io.MoverParams:
+    spec = target.spec
+    dest: mover_io.Destination
+    if spec.destination.rclone is not None:
+        rc = spec.destination.rclone
+        dest = mover_io.RcloneDestination(
+            remote=rc.remote, path=rc.path,
+            configFile=f"{mover_io.SECRET_DIR}/{rc.config_secret_ref.key}")
+    elif spec.destination.rsync is not None:
+        rs = spec.destination.rsync
+        dest = mover_io.RsyncDestination(
+            host=rs.host, port=rs.port, user=rs.user, path=rs.path,
+            keyFile=f"{mover_io.SECRET_DIR}/ssh-privatekey",
+            knownHostsFile=f"{mover_io.SECRET_DIR}/known_hosts")
+    else:  # the CRD's exactly-one-of rule makes this unreachable for stored objects
+        raise ValueError("SyncTarget has no destination")
+    meta = job.metadata
+    return mover_io.MoverParams(
+        step=step,
+        runPath=job.spec.run_path,
+        cacheDirName=spec.source.cache_dir_name,
+        destination=dest,
+        verifyMethod=spec.verify.method,
+        bandwidth=mover_io.Bandwidth.model_validate(spec.bandwidth.model_dump(by_alias=True)),
+        quietPeriodSeconds=parse_duration(spec.gate.quiet_period),
+        overrides=[mover_io.Override(rule=o.rule, reason=o.reason,
+                                     expiresAt=o.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+                                     if o.expires_at else None)
+                   for o in job.spec.overrides],
+        retainCache=spec.cleanup.retain_cache,
+        expectedManifestSha256=(job.status.manifest.sha256 or None) if job.status.manifest else None,
+        owner=f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}",
+    )
+
+
+def _security(target: SyncTarget) -> tuple[dict[str, Any], dict[str, Any]]:
+    sc = target.spec.mover.security_context
+    uid = sc.run_as_user if sc and sc.run_as_user is not None else DEFAULT_UID
+    pod: dict[str, Any] = {"runAsUser": uid, "runAsNonRoot": uid != 0,
+                           "seccompProfile": {"type": "RuntimeDefault"}}
+    if sc is not None:
+        if sc.run_as_group is not None:
+            pod["runAsGroup"] = sc.run_as_group
+        if sc.fs_group is not None:
+            pod["fsGroup"] = sc.fs_group
+        if sc.supplemental_groups:
+            pod["supplementalGroups"] = list(sc.supplemental_groups)
+    container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                 "privileged": False, "capabilities": {"drop": ["ALL"]}}
+    return pod, container
+
+
+def _volumes(target: SyncTarget) -> list[dict[str, Any]]:
+    src = target.spec.source.volume
+    source: dict[str, Any]
+    if src.host_path is not None:
+        source = {"name": SOURCE_VOLUME, "hostPath": {"path": src.host_path.path, "type": "Directory"}}
+    elif src.persistent_volume_claim is not None:
+        source = {"name": SOURCE_VOLUME,
+                  "persistentVolumeClaim": {"claimName": src.persistent_volume_claim.claim_name}}
+    else:
+        raise ValueError("SyncTarget has no source volume")
+    dest = target.spec.destination
+    secret: dict[str, Any]
+    if dest.rclone is not None:
+        secret = {"secretName": dest.rclone.config_secret_ref.name,
+                  "items": [{"key": dest.rclone.config_secret_ref.key,
+                             "path": dest.rclone.config_secret_ref.key}]}
+    elif dest.rsync is not None:
+        secret = {"secretName": dest.rsync.ssh_secret_ref.name,
+                  "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"},
+                            {"key": "known_hosts", "path": "known_hosts"}]}
+    else:
+        raise ValueError("SyncTarget has no destination")
+    # 0440 + fsGroup on a real kubelet; the mover copies the ssh key to a 0600
+    # file of its own because ssh refuses group-readable keys.
+    secret["defaultMode"] = 0o440 if target.spec.mover.security_context and \
+        target.spec.mover.security_context.fs_group is not None else 0o444
+    return [source, {"name": SECRET_VOLUME, "secret": secret},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+
+
+def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, name: str, n: int,
+                    default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+    """The batch/v1 Job for one mover step (backoffLimit 0: the operator owns retries)."""
+    meta = job.metadata
+    labels = names.mover_labels(syncjob=meta["name"], target=target.metadata["name"], step=step, n=n)
+    params = mover_params(job=job, target=target, step=step)
+    pod_sc, container_sc = _security(target)
+    mover = target.spec.mover
+    container: dict[str, Any] = {
+        "name": "mover",
+        "image": mover.image or default_image,
+        "command": ["nassync-mover", step],
+        "env": [{"name": mover_io.PARAMS_ENV,
+                 "value": params.model_dump_json(by_alias=True, exclude_none=True)},
+                {"name": "NASSYNC_LOG_FORMAT", "value": "json"}],
+        "volumeMounts": [
+            {"name": SOURCE_VOLUME, "mountPath": mover_io.SOURCE_MOUNT},
+            {"name": SECRET_VOLUME, "mountPath": mover_io.SECRET_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": container_sc,
+        "terminationMessagePath": mover_io.DEFAULT_RESULT_PATH,
+        "terminationMessagePolicy": "File",
+    }
+    if mover.image_pull_policy:
+        container["imagePullPolicy"] = mover.image_pull_policy
+    if mover.resources is not None:
+        container["resources"] = mover.resources.model_dump(by_alias=True, exclude_defaults=True)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # Movers never talk to the Kubernetes API: no token in the pod.
+        "automountServiceAccountToken": False,
+        "securityContext": pod_sc,
+        "nodeSelector": dict(target.spec.source.node_selector),
+        "tolerations": [t.model_dump(by_alias=True, exclude_none=True)
+                        for t in target.spec.source.tolerations],
+        "volumes": _volumes(target),
+        "containers": [container],
+    }
+    if mover.service_account_name:
+        pod_spec["serviceAccountName"] = mover.service_account_name
+    if mover.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in mover.image_pull_secrets]
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if mover.active_deadline_seconds:
+        spec["activeDeadlineSeconds"] = mover.active_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {"nassync.dev/params": json.dumps({"step": step, "runPath": job.spec.run_path})},
+            "ownerReferences": [{
+                "apiVersion": API_VERSION, "kind": "SyncJob", "name": meta["name"],
+                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": False,
+            }],
+        },
+        "spec": spec,
+    }
