@@ -330,8 +330,17 @@ ROWS = [
         job(status={"phase": "Queued", "moverRuns": 1}),
         "Pushing",
         children=child("push", 2),
-        events=("PushStarted",),
+        events=("MoverAdopted",),
         fields={"mover_runs": 2, "mover_job.name": "run1-push-2", "mover_job.state": "Running"},
+    ),
+    Row(
+        "restart-adopts-finished-job-and-consumes-it",
+        job(status={"phase": "Queued", "moverRuns": 1}),
+        "Verifying",
+        children=child("push", 2, PUSHED),
+        create=("verify", "run1-verify-3"),
+        events=("MoverAdopted", "Pushed"),
+        fields={"mover_runs": 3, "manifest.files": 3},
     ),
     # --- Verified: audit and cleanup -----------------------------------------------------
     Row(

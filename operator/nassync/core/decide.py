@@ -18,7 +18,7 @@ deterministic. A result is consumed exactly once, when `moverJob` says Running
 and the child of that name has finished; consuming flips `moverJob.state`, so
 the same result is never read twice. If a Job with run number n already exists
 when the core wants to start mover n (created before a crash, status not yet
-patched), it is adopted instead of created.
+patched), it is adopted instead of created (`_adopt_orphan`).
 
 Three rules worth seeing at a glance:
 - at most one `CreateMoverJob` per call, and none without `slot_available`
@@ -173,6 +173,7 @@ def decide(
     run.status.observed_generation = job.generation
     _clamp_attempts(run)
     _track_mover(run)
+    _adopt_orphan(run)
     _take_requests(run, generation_changed=generation_changed)
     _note_suspend(run)
     if target is None:
@@ -596,7 +597,7 @@ def _due(run: _Run) -> bool:
 
 
 def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None) -> bool:
-    """Start (or adopt) mover n = moverRuns + 1 for `step`; False when it must wait."""
+    """Ask for mover n = moverRuns + 1 running `step`; False when it must wait."""
     status = run.status
     if run.job.spec.suspend or run.started_mover:
         return False
@@ -606,20 +607,10 @@ def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None) -> boo
         run.wake_in(SLOT_POLL_SECONDS)
         return False
     n = status.mover_runs + 1
-    adopted = _existing_child(run, n)
-    if adopted is not None:
-        step, name = adopted.step, adopted.name
-        if adopted.state != "Running":
-            run.wake_in(0)  # its result is consumed on the next call
-    else:
-        name = job_name(syncjob=run.job.name, step=step, n=n)
-        run.actions.append(CreateMoverJob(step=step, name=name, attempt=n, permit=permit))
+    name = job_name(syncjob=run.job.name, step=step, n=n)
+    run.actions.append(CreateMoverJob(step=step, name=name, attempt=n, permit=permit))
     run.started_mover = True
-    status.mover_runs = n
-    status.mover_job = MoverJobStatus(name=name, step=step, state="Running", started_at=run.now)
-    if step == "push":
-        status.transfer = TransferStatus(started_at=run.now)
-    status.next_attempt_at = None
+    _record_mover(run, step=step, name=name, n=n)
     run.set_phase(
         _PHASE_OF_STEP[step],
         reason=f"{step.capitalize()}Started",
@@ -628,13 +619,37 @@ def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None) -> boo
     return True
 
 
-def _existing_child(run: _Run, n: int) -> ChildJob | None:
-    """A mover Job with run number n that the status does not know yet (crash recovery)."""
-    for step in _STEPS:
-        child = run.children.get(job_name(syncjob=run.job.name, step=step, n=n))
-        if child is not None:
-            return child
-    return None
+def _record_mover(run: _Run, *, step: Step, name: str, n: int) -> None:
+    status = run.status
+    status.mover_runs = n
+    status.mover_job = MoverJobStatus(name=name, step=step, state="Running", started_at=run.now)
+    status.next_attempt_at = None
+    if step == "push":
+        status.transfer = TransferStatus(started_at=run.now)
+
+
+def _adopt_orphan(run: _Run) -> None:
+    """Follow a mover Job that exists but that the status does not record yet.
+
+    The shell creates a Job before it patches the status; an operator that died
+    in between left Job n = moverRuns + 1 behind. Its name is the one we would
+    compute, so we adopt it (and consume it at once if it already finished)
+    instead of starting a second mover on the same run.
+    """
+    if run.mover_running():
+        return
+    n = run.status.mover_runs + 1
+    names = (job_name(syncjob=run.job.name, step=step, n=n) for step in _STEPS)
+    orphan = next((run.children[name] for name in names if name in run.children), None)
+    if orphan is None:
+        return
+    _record_mover(run, step=orphan.step, name=orphan.name, n=n)
+    run.set_phase(
+        _PHASE_OF_STEP[orphan.step],
+        reason="MoverAdopted",
+        message=f"following mover Job {orphan.name}, created before the operator restarted",
+    )
+    _track_mover(run)
 
 
 def _hold(run: _Run, step: Step, reason: str, message: str) -> None:
