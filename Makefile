@@ -20,6 +20,10 @@ apt:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@# The process node runs movers from host binaries, so the host needs the
+	@# image's non-root user (ssh refuses to run for a uid without a passwd entry).
+	@getent passwd 65532 >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO useradd --system --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin nassync; }
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml

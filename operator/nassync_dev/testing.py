@@ -39,6 +39,8 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 60, interval: 
             value = probe()
             if value:
                 return value
+        except AssertionError:
+            raise  # the probe saw a state that can never become the wanted one
         except Exception as e:  # the last error explains a timeout
             last_error = e
         if time.monotonic() > deadline:

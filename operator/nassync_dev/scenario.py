@@ -1,0 +1,150 @@
+"""Building blocks of a nassync scenario: a run on disk, a target's Secret and SyncTarget, a SyncJob.
+
+Shared by the end-to-end tests and `make demo`, so the demo shows exactly what
+the tests prove.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nassync_dev.cluster import free_port
+from nassync_dev.nas import RcloneSftpNas, SshNas
+from nassync_dev.testing import Kubectl, eventually
+
+MOVER_UID = 65532  # the image's user; `make deps` gives the host the same passwd entry
+
+
+def write_run(root: Path, run_path: str, files: dict[str, bytes], *, age: float = 3600) -> Path:
+    """Create a run directory owned by the mover's user, last modified `age` seconds ago."""
+    run = root / run_path
+    for rel, data in files.items():
+        path = run / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    old = time.time() - age
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chown(dirpath, MOVER_UID, MOVER_UID)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), MOVER_UID, MOVER_UID)
+    for dirpath, _dirnames, filenames in os.walk(run, topdown=False):
+        for name in filenames:
+            os.utime(os.path.join(dirpath, name), (old, old))
+        os.utime(dirpath, (old, old))
+    return run
+
+
+def _secret(name: str, data: dict[str, bytes]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+
+
+def rclone_target(ns: Kubectl, nas: RcloneSftpNas, *, name: str, source: Path, nas_path: str,
+                  spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply a Secret and an rclone SyncTarget pointing at the loopback sftp NAS."""
+    conf = (f"[nas]\ntype = sftp\nhost = 127.0.0.1\nport = {nas.port}\nuser = root\n"
+            "key_file = /var/run/nassync/secret/ssh-privatekey\n"
+            "known_hosts_file = /var/run/nassync/secret/known_hosts\n")
+    ns.apply(_secret(f"{name}-rclone", {
+        "rclone.conf": conf.encode(),
+        "ssh-privatekey": nas.client_key.private_path.read_bytes(),
+        "known_hosts": nas.known_hosts.read_bytes()}))
+    body = target_body(name, source, {"rclone": {
+        "remote": "nas", "path": str(nas.root / nas_path.strip("/")),
+        "configSecretRef": {"name": f"{name}-rclone", "key": "rclone.conf"}}}, spec)
+    ns.apply(body)
+    return body
+
+
+def rsync_target(ns: Kubectl, nas: SshNas, *, name: str, source: Path, nas_path: str,
+                 spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    ns.apply(_secret(f"{name}-ssh", {
+        "ssh-privatekey": nas.client_key.private_path.read_bytes(),
+        "known_hosts": nas.known_hosts.read_bytes()}))
+    body = target_body(name, source, {"rsync": {
+        "host": "127.0.0.1", "port": nas.port, "user": nas.user,
+        "path": str(nas.root / nas_path.strip("/")), "sshSecretRef": {"name": f"{name}-ssh"}}}, spec)
+    ns.apply(body)
+    return body
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def target_body(name: str, source: Path, destination: dict[str, Any],
+                spec: dict[str, Any] | None) -> dict[str, Any]:
+    body = {"apiVersion": "nassync.dev/v1alpha1", "kind": "SyncTarget", "metadata": {"name": name},
+            "spec": {"source": {"volume": {"hostPath": {"path": str(source)}}},
+                     "destination": destination,
+                     "gate": {"quietPeriod": "0s"},
+                     "retry": {"maxAttempts": 5, "backoffSeconds": [2, 4, 8]},
+                     "cleanup": {"enabled": True, "minVerifyPasses": 1, "minAgeAfterVerify": "0s",
+                                 "reverifyInterval": "5s"}}}
+    return _merge(body, spec or {})
+
+
+def syncjob(name: str, target: str, run_path: str, **spec: Any) -> str:
+    return yaml.safe_dump({"apiVersion": "nassync.dev/v1alpha1", "kind": "SyncJob",
+                           "metadata": {"name": name},
+                           "spec": {"targetRef": {"name": target}, "runPath": run_path, **spec}})
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("nassync-operator")),
+             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
+             "--metrics-address", "127.0.0.1", "--log-level", "INFO"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        eventually(self._healthy, timeout=60, what="operator liveness endpoint")
+
+    def _healthy(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited; log:\n{self.log_path.read_text()[-3000:]}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+            return bool(r.status == 200)
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when a node dies."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
