@@ -93,7 +93,8 @@ def main() -> int:
             phase = status.get("phase", "")
             shown = (phase, status.get("verifyPasses"))
             if shown != last:
-                extra = f" (verify passes: {status.get('verifyPasses', 0)})" if phase in ("Verified", "Verifying") else ""
+                passes = status.get("verifyPasses", 0)
+                extra = f" (verify passes: {passes})" if phase in ("Verified", "Verifying") else ""
                 _say(f"   {time.strftime('%H:%M:%S')}  {phase or '(new)'}{extra}")
                 last = shown
             if phase in ("Cleaned", "Failed"):
@@ -101,8 +102,7 @@ def main() -> int:
             time.sleep(0.5)
         _say("")
         _say(ns("get", "syncjobs", "-o", "wide"))
-        _say(ns("describe", "syncjob", name).split("Events:")[-1].strip() and "Events:\n" +
-             ns("describe", "syncjob", name).split("Events:")[-1])
+        _say("Events:" + ns("describe", "syncjob", name).split("Events:")[-1])
         if phase != "Cleaned":
             _say(f"!! the run did not reach Cleaned (phase {phase!r}); see .cache/demo/operator.log")
             return 1
