@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -22,6 +23,16 @@ from nassync.core import names
 log = logging.getLogger("nassync.operator")
 
 
+@dataclass(frozen=True)
+class WebhookConfig:
+    port: int
+    address: str = "0.0.0.0"
+    host: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    manage: bool = False
+
+
 class Runtime:
     """Process-wide pieces created at startup (kopf handlers are module functions)."""
 
@@ -29,6 +40,7 @@ class Runtime:
     stop = threading.Event()
     thread: threading.Thread | None = None
     default_image: str = "ghcr.io/nassync/nassync:0.1.0"
+    webhook: WebhookConfig | None = None
 
 
 def _enqueue(namespace: str | None, target: str | None) -> None:
@@ -49,6 +61,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}")
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    hook = Runtime.webhook
+    if hook is not None:
+        settings.admission.server = kopf.WebhookServer(
+            addr=hook.address, port=hook.port, host=hook.host,
+            certfile=hook.certfile, pkeyfile=hook.keyfile)
+        # Fail closed: a SyncJob that could not be checked is not admitted.
+        settings.admission.managed = "nassync.dev" if hook.manage else None
     load_config()
     Runtime.reconciler = Reconciler(Kube(), default_image=Runtime.default_image)
     Runtime.stop.clear()

@@ -25,6 +25,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="port of the liveness endpoint /healthz (0 disables it)")
     p.add_argument("--mover-image", default=os.environ.get("NASSYNC_MOVER_IMAGE", handlers.Runtime.default_image),
                    help="image for mover Jobs when a SyncTarget does not set spec.mover.image")
+    p.add_argument("--webhook-port", type=int, default=int(os.environ.get("NASSYNC_WEBHOOK_PORT", 0)),
+                   help="serve the validating admission webhook on this port (0: no webhook)")
+    p.add_argument("--webhook-address", default=os.environ.get("NASSYNC_WEBHOOK_ADDRESS", "0.0.0.0"))
+    p.add_argument("--webhook-cert", default=os.environ.get("NASSYNC_WEBHOOK_CERT"),
+                   help="TLS certificate (PEM) of the webhook; default: a generated self-signed one")
+    p.add_argument("--webhook-key", default=os.environ.get("NASSYNC_WEBHOOK_KEY"))
+    p.add_argument("--webhook-host", default=os.environ.get("NASSYNC_WEBHOOK_HOST"),
+                   help="host the apiserver reaches the webhook at, for --webhook-manage (e.g. 127.0.0.1)")
+    p.add_argument("--webhook-manage", action="store_true",
+                   default=os.environ.get("NASSYNC_WEBHOOK_MANAGE", "") == "true",
+                   help="create the ValidatingWebhookConfiguration with a URL client config (development); "
+                        "in a cluster the Helm chart owns a Service-referenced configuration instead")
     p.add_argument("--log-format", choices=["json", "text"], default=os.environ.get("NASSYNC_LOG_FORMAT", "json"))
     p.add_argument("--log-level", default=os.environ.get("NASSYNC_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
@@ -34,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(fmt=args.log_format, level=args.log_level)
     handlers.Runtime.default_image = args.mover_image
+    if args.webhook_port:
+        from nassync.controller import webhook  # noqa: F401  (registers the admission handler)
+
+        handlers.Runtime.webhook = handlers.WebhookConfig(
+            port=args.webhook_port, address=args.webhook_address, host=args.webhook_host,
+            certfile=args.webhook_cert, keyfile=args.webhook_key, manage=args.webhook_manage)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None

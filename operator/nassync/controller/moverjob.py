@@ -100,9 +100,9 @@ def _volumes(target: SyncTarget) -> list[dict[str, Any]]:
     dest = target.spec.destination
     secret: dict[str, Any]
     if dest.rclone is not None:
-        secret = {"secretName": dest.rclone.config_secret_ref.name,
-                  "items": [{"key": dest.rclone.config_secret_ref.key,
-                             "path": dest.rclone.config_secret_ref.key}]}
+        # The whole Secret: rclone.conf may name companion files (key_file,
+        # known_hosts_file) as /var/run/nassync/secret/<key>.
+        secret = {"secretName": dest.rclone.config_secret_ref.name}
     elif dest.rsync is not None:
         secret = {"secretName": dest.rsync.ssh_secret_ref.name,
                   "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"},

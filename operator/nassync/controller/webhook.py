@@ -1,0 +1,62 @@
+"""The validating admission webhook: what the CRD's CEL rules cannot know.
+
+CEL sees one object; these checks need the cluster: the referenced SyncTarget
+exists in the namespace, its Secret exists, no other SyncJob already owns the
+same target and run path (two owners would write into one NAS directory).
+Imported only when the operator runs with a webhook server, because kopf
+refuses to start with admission handlers and no server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from nassync.api import validation
+from nassync.api.common import GROUP, VERSION
+from nassync.controller.kube import Kube
+
+_kube: Kube | None = None
+
+
+def _client() -> Kube:
+    global _kube
+    if _kube is None:
+        _kube = Kube()
+    return _kube
+
+
+def _secret_name(target: dict[str, Any]) -> str | None:
+    dest = (target.get("spec") or {}).get("destination") or {}
+    if "rclone" in dest:
+        return str(dest["rclone"].get("configSecretRef", {}).get("name") or "") or None
+    if "rsync" in dest:
+        return str(dest["rsync"].get("sshSecretRef", {}).get("name") or "") or None
+    return None
+
+
+@kopf.on.validate(GROUP, VERSION, "syncjobs", id="syncjob-policy", operations=["CREATE", "UPDATE"])
+def validate_syncjob(body: kopf.Body, **kwargs: Any) -> None:
+    old = kwargs.get("old")  # immutability itself is enforced by the CRD's CEL rules
+    kube = _client()
+    namespace = body.get("metadata", {}).get("namespace") or ""
+    spec = body.get("spec") or {}
+    target_name = (spec.get("targetRef") or {}).get("name") or ""
+    target = kube.get_target(namespace, target_name) if target_name else None
+    secret_exists: bool | None = None
+    if target is not None:
+        secret = _secret_name(target)
+        secret_exists = bool(secret) and kube.secret_keys(namespace, secret or "") is not None
+    name = body.get("metadata", {}).get("name") or ""
+    same_path = [
+        other["metadata"]["name"] for other in kube.list_syncjobs(namespace)
+        if other["metadata"]["name"] != name
+        and (other.get("spec") or {}).get("targetRef", {}).get("name") == target_name
+        and (other.get("spec") or {}).get("runPath") == spec.get("runPath")
+    ]
+    errors = validation.validate_syncjob(
+        dict(body), old=dict(old) if old else None, target=target,
+        target_secret_exists=secret_exists, same_path_jobs=same_path)
+    if errors:
+        raise kopf.AdmissionError("; ".join(f"{e.field}: {e.message}" for e in errors), code=422)
