@@ -77,9 +77,7 @@ class HostPathSource(ApiModel):
 class PersistentVolumeClaimSource(ApiModel):
     """A PVC in the target's namespace holding the runs."""
 
-    claim_name: str = Field(
-        min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
-    )
+    claim_name: str = Field(min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN)
 
 
 class SourceVolume(ApiModel):
@@ -92,8 +90,7 @@ class SourceVolume(ApiModel):
     def _exactly_one(self) -> SourceVolume:
         if (self.host_path is None) == (self.persistent_volume_claim is None):
             raise ValueError(
-                "exactly one of spec.source.volume.hostPath or "
-                "spec.source.volume.persistentVolumeClaim must be set"
+                "exactly one of spec.source.volume.hostPath or spec.source.volume.persistentVolumeClaim must be set"
             )
         return self
 
@@ -120,9 +117,7 @@ class Source(ApiModel):
     @classmethod
     def _single_segment(cls, value: str) -> str:
         if "/" in value or value in (".", ".."):
-            raise ValueError(
-                "spec.source.cacheDirName must be a single directory name (no '/', not '.' or '..')"
-            )
+            raise ValueError("spec.source.cacheDirName must be a single directory name (no '/', not '.' or '..')")
         return _no_control_characters(value, "spec.source.cacheDirName")
 
 
@@ -132,12 +127,8 @@ class Source(ApiModel):
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the target's namespace."""
 
-    name: str = Field(
-        min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
-    )
-    key: str = Field(
-        default="rclone.conf", min_length=1, max_length=SECRET_KEY_MAX, pattern=SECRET_KEY_PATTERN
-    )
+    name: str = Field(min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN)
+    key: str = Field(default="rclone.conf", min_length=1, max_length=SECRET_KEY_MAX, pattern=SECRET_KEY_PATTERN)
 
 
 class RcloneDestination(ApiModel):
@@ -177,9 +168,7 @@ class Destination(ApiModel):
     @model_validator(mode="after")
     def _exactly_one(self) -> Destination:
         if (self.rclone is None) == (self.rsync is None):
-            raise ValueError(
-                "exactly one of spec.destination.rclone or spec.destination.rsync must be set"
-            )
+            raise ValueError("exactly one of spec.destination.rclone or spec.destination.rsync must be set")
         return self
 
     @property
@@ -223,7 +212,7 @@ class BandwidthWindow(ApiModel):
     @classmethod
     def _unique_days(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError("days must not repeat a day")
+            raise ValueError("lists a day twice; name each day once")
         return value
 
 

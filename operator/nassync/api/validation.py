@@ -1,0 +1,290 @@
+"""Admission checks the CRD schema cannot express, as pure functions.
+
+The CRDs' OpenAPI schema and CEL rules judge one object in isolation. Some
+mistakes are only visible against the rest of the cluster: a SyncJob naming a
+SyncTarget that does not exist, a target whose Secret is missing, two SyncJobs
+pushing the same run into one remote directory (DESIGN.md §1: never write into
+a remote run directory another SyncJob owns), an override naming a gate rule
+that does not exist (a typo would silently override nothing). The validating
+webhook looks those facts up and hands them in here; this module does no I/O,
+so every rule is a table-driven unit test.
+
+Each problem is a `FieldError` whose message starts with the field path and
+says how to fix it, because it is shown verbatim by `kubectl apply`. The
+structural rules are re-run through the pydantic models too, so the webhook
+alone (e.g. against an older CRD) still refuses what the CRD refuses.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nassync.api.syncjob import SyncJobSpec
+from nassync.api.target import SyncTargetSpec, plain
+
+# Gate rules a user may acknowledge in spec.overrides. Kept here (not in the
+# mover's gate module) because it is part of the API: the webhook must refuse
+# a rule name the gate would never match.
+OVERRIDABLE_GATE_RULES: tuple[str, ...] = (
+    "illegal_filesystem_character",
+    "reserved_filesystem_name",
+    "unresolved_placeholder_token",
+    "symlink_escapes_run",
+    "path_too_long",
+    "hidden_file",
+)
+MIN_OVERRIDE_REASON_LENGTH = 10
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem: `field` is the JSON path, `message` a sentence that starts with it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _error(field: str, text: str) -> FieldError:
+    return FieldError(field=field, message=f"{field}: {text}")
+
+
+def _loc_to_path(prefix: str, loc: Sequence[int | str]) -> str:
+    path = prefix
+    for part in loc:
+        path = f"{path}[{part}]" if isinstance(part, int) else f"{path}.{part}"
+    return path
+
+
+def _model_errors(model: type[BaseModel], data: Any, prefix: str) -> list[FieldError]:
+    """Structural problems found by the pydantic model, as FieldErrors."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        errors: list[FieldError] = []
+        for item in exc.errors(include_url=False):
+            path = _loc_to_path(prefix, item["loc"])
+            text = str(item["msg"]).removeprefix("Value error, ")
+            # Model validators already name the field in full; avoid "x: x ...".
+            if text.startswith("spec."):
+                errors.append(FieldError(field=path, message=text))
+            else:
+                errors.append(_error(path, text))
+        return errors
+    return []
+
+
+def _get(data: Mapping[str, Any] | None, *keys: str) -> Any:
+    value: Any = data
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _override_key(override: Any) -> tuple[Any, Any]:
+    if isinstance(override, Mapping):
+        return (override.get("rule"), override.get("reason"))
+    return (None, None)
+
+
+# --- SyncJob ------------------------------------------------------------------
+
+
+def validate_syncjob(
+    job: Mapping[str, Any],
+    *,
+    old: Mapping[str, Any] | None,
+    target: Mapping[str, Any] | None,
+    target_secret_exists: bool | None,
+    same_path_jobs: list[str],
+) -> list[FieldError]:
+    """All admission problems of a SyncJob create (`old is None`) or update.
+
+    - `target`: the SyncTarget named by spec.targetRef.name in the job's
+      namespace, or None when it does not exist.
+    - `target_secret_exists`: whether that target's destination Secret exists;
+      None when unknown (not looked up), which skips the check.
+    - `same_path_jobs`: names of SyncJobs in the namespace with the same
+      targetRef.name and runPath (the job's own name is ignored if present).
+
+    Cluster lookups are only enforced on create: an update must stay possible
+    (e.g. set `suspend`) even after an admin deleted the target.
+    """
+    job = plain(job)
+    spec = job.get("spec")
+    name = str(_get(job, "metadata", "name") or "")
+    namespace = str(_get(job, "metadata", "namespace") or "")
+    structural = _model_errors(SyncJobSpec, spec, "spec")
+    if not isinstance(spec, Mapping):
+        return structural or [_error("spec", "is required")]
+    errors: list[FieldError] = []
+
+    target_name = _get(spec, "targetRef", "name")
+    run_path = spec.get("runPath")
+
+    if old is not None:
+        old_spec = _get(old, "spec") or {}
+        if _get(old_spec, "targetRef", "name") != target_name:
+            errors.append(
+                _error(
+                    "spec.targetRef.name",
+                    "is immutable; create a new SyncJob to push the run to another target",
+                )
+            )
+        if old_spec.get("runPath") != run_path:
+            errors.append(_error("spec.runPath", "is immutable; create a new SyncJob"))
+
+    errors.extend(_check_overrides(spec.get("overrides"), _get(old, "spec", "overrides")))
+
+    if old is None and isinstance(target_name, str):
+        if target is None:
+            errors.append(
+                _error(
+                    "spec.targetRef.name",
+                    f'SyncTarget "{target_name}" not found in namespace "{namespace}"; create it first or fix the name',
+                )
+            )
+        elif target_secret_exists is False:
+            secret = _target_secret_name(target)
+            errors.append(
+                _error(
+                    "spec.targetRef.name",
+                    f'SyncTarget "{target_name}" needs Secret "{secret}", which does not exist '
+                    f'in namespace "{namespace}"; ask an admin to create it',
+                )
+            )
+        others = sorted({other for other in same_path_jobs if other != name})
+        if others:
+            errors.append(
+                _error(
+                    "spec.runPath",
+                    f'SyncJob "{others[0]}" already pushes "{run_path}" to SyncTarget '
+                    f'"{target_name}"; two SyncJobs must not write one remote run directory, '
+                    "so use that SyncJob (annotate nassync.dev/retry to re-run it) or delete it first",
+                )
+            )
+    return _merge(structural, errors)
+
+
+def _target_secret_name(target: Mapping[str, Any]) -> str:
+    destination = _get(target, "spec", "destination") or {}
+    name = _get(destination, "rclone", "configSecretRef", "name") or _get(destination, "rsync", "sshSecretRef", "name")
+    return str(name or "")
+
+
+def _check_overrides(overrides: Any, old_overrides: Any) -> list[FieldError]:
+    if not isinstance(overrides, list):
+        return []
+    # Entries already admitted are not re-judged: a later, stricter rule list
+    # must not make every unrelated edit of an old SyncJob fail.
+    grandfathered = {_override_key(o) for o in (old_overrides if isinstance(old_overrides, list) else [])}
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for index, override in enumerate(overrides):
+        if not isinstance(override, Mapping):
+            continue
+        field = f"spec.overrides[{index}]"
+        rule = override.get("rule")
+        reason = override.get("reason")
+        if isinstance(rule, str) and rule in seen:
+            errors.append(_error(f"{field}.rule", f'"{rule}" is overridden twice; keep one entry per rule'))
+        if isinstance(rule, str):
+            seen.add(rule)
+        if _override_key(override) in grandfathered:
+            continue
+        if rule not in OVERRIDABLE_GATE_RULES:
+            errors.append(
+                _error(
+                    f"{field}.rule",
+                    f'unknown gate rule "{rule}"; use one of {", ".join(OVERRIDABLE_GATE_RULES)}',
+                )
+            )
+        if not isinstance(reason, str) or len(reason.strip()) < MIN_OVERRIDE_REASON_LENGTH:
+            errors.append(
+                _error(
+                    f"{field}.reason",
+                    f"must explain who approved the override and why "
+                    f"(at least {MIN_OVERRIDE_REASON_LENGTH} characters)",
+                )
+            )
+    return errors
+
+
+# --- SyncTarget ---------------------------------------------------------------
+
+
+def validate_synctarget(target: Mapping[str, Any], *, old: Mapping[str, Any] | None = None) -> list[FieldError]:
+    """Semantic problems of a SyncTarget: time zone, bandwidth windows, retry schedule.
+
+    `old` is accepted for symmetry with validate_syncjob; no SyncTarget field
+    is immutable today.
+    """
+    del old  # no transition rules yet; kept so the webhook calls both alike
+    target = plain(target)
+    spec = target.get("spec")
+    structural = _model_errors(SyncTargetSpec, spec, "spec")
+    if not isinstance(spec, Mapping):
+        return structural or [_error("spec", "is required")]
+    errors: list[FieldError] = []
+
+    bandwidth = spec.get("bandwidth") or {}
+    time_zone = bandwidth.get("timeZone", "UTC")
+    if isinstance(time_zone, str) and not _time_zone_exists(time_zone):
+        errors.append(
+            _error(
+                "spec.bandwidth.timeZone",
+                f'"{time_zone}" is not an IANA time zone; use a name such as "Europe/Berlin" or "UTC"',
+            )
+        )
+    windows = bandwidth.get("windows") or []
+    for index, window in enumerate(windows if isinstance(windows, list) else []):
+        if not isinstance(window, Mapping):
+            continue
+        field = f"spec.bandwidth.windows[{index}]"
+        start, end = window.get("start"), window.get("end")
+        if isinstance(start, str) and start == end:
+            errors.append(
+                _error(
+                    f"{field}.end",
+                    f'equals start ("{start}"), which reads as a 24-hour window; '
+                    "for a limit all day use spec.bandwidth.defaultKiBps instead",
+                )
+            )
+
+    retry = spec.get("retry") or {}
+    if "backoffSeconds" in retry and not retry.get("backoffSeconds"):
+        errors.append(
+            _error(
+                "spec.retry.backoffSeconds",
+                "must list at least one delay in seconds, e.g. [30, 120, 480, 1800]",
+            )
+        )
+    return _merge(structural, errors)
+
+
+def _time_zone_exists(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+# Fields whose semantic check restates the model's generic complaint in this
+# API's words; for these (and only these) the semantic message replaces it.
+_RESTATED_FIELDS_SUFFIXES = (".rule", ".reason", "spec.retry.backoffSeconds")
+
+
+def _merge(structural: list[FieldError], semantic: list[FieldError]) -> list[FieldError]:
+    """Model errors plus semantic ones, without saying the same thing twice."""
+    restated = {e.field for e in semantic if e.field.endswith(_RESTATED_FIELDS_SUFFIXES)}
+    return [e for e in structural if e.field not in restated] + semantic
