@@ -212,3 +212,12 @@ def test_file_appearing_after_proof_is_kept(
         delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=False)
     assert (run / "raw" / "late.tif").read_bytes() == b"arrived late"
     assert caught.value.summary.files_deleted == len(FILES)
+
+
+def test_unparsable_creation_json_refuses_before_deleting(
+    run: Path, digests: dict[str, str]
+) -> None:
+    (run / CACHE / "creation.json").write_text("{broken")
+    with pytest.raises(CleanupRefused, match=r"creation\.json"):
+        delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=True)
+    assert (run / "raw" / "img_0001.tif").exists()

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from nassync.api.mover_io import CleanupSummary
-from nassync.mover.creation import set_sync_status
+from nassync.mover.creation import load_creation, set_sync_status
 from nassync.mover.manifest import Manifest, build_manifest, check_cache_dir_name, compare
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -70,6 +70,14 @@ def _check_run_dir(run_dir: Path) -> None:
         raise CleanupRefused(f"run directory {run_dir} does not exist") from exc
     if not stat.S_ISDIR(info.st_mode):
         raise CleanupRefused(f"run directory {run_dir} is not a real directory (symlink?)")
+
+
+def _check_creation_writable(run_dir: Path, cache_dir_name: str) -> None:
+    """Fail before deleting, not after, if `cleaned` could not be recorded."""
+    try:
+        load_creation(run_dir, cache_dir_name=cache_dir_name)
+    except (ValueError, OSError) as exc:
+        raise CleanupRefused(f"cannot record the cleanup in creation.json: {exc}") from exc
 
 
 def _prove_local(run_dir: Path, *, cache_dir_name: str, manifest: Mapping[str, str]) -> Manifest:
@@ -183,6 +191,8 @@ def delete_run_data(
     check_cache_dir_name(cache_dir_name)
     _check_run_dir(run_dir)
     local = _prove_local(run_dir, cache_dir_name=cache_dir_name, manifest=manifest)
+    if retain_cache:
+        _check_creation_writable(run_dir, cache_dir_name)
     summary = CleanupSummary(filesDeleted=0, bytesFreed=0)
     try:
         with _opened(os.open(run_dir, _DIR_FLAGS)) as root_fd:
@@ -198,6 +208,6 @@ def delete_run_data(
             set_sync_status(run_dir, cache_dir_name=cache_dir_name, status="cleaned")
         else:
             _remove_cache_and_run(run_dir, cache_dir_name)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise CleanupIncomplete(f"cleanup stopped: {exc}", summary=summary) from exc
     return summary
