@@ -1,0 +1,188 @@
+"""The transport interface: everything the mover needs from "a kind of NAS".
+
+Like VolSync's mover catalog, each destination type is one small object that
+knows (1) the argv and env of a push, (2) how to get the SHA-256 of every file
+of a remote run directory (`RemoteHash`: the NAS hashes; `Download`: we read the
+bytes back and hash them ourselves, the only honest option where the NAS has
+no SHA-256), (3) how to read the remote owner marker, and (4) how to turn a
+failure into an `ErrorKind`. The mover steps (mover/push.py, verify.py) are
+written once against this Protocol.
+
+Secrets never go on argv: rclone echoes its arguments (connection strings
+included) in error messages, and argv is world-readable in /proc. Config and
+keys are mounted files, named by path in env vars or in ssh `-i`/`-o` options.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from nassync.api.mover_io import (
+    Bandwidth,
+    Destination,
+    ErrorInfo,
+    ErrorKind,
+    RcloneDestination,
+    RsyncDestination,
+)
+
+HashMethod = Literal["RemoteHash", "Download"]
+OWNER_MARKER = "nassync-owner"
+# Remote hash listing and owner probes are small; a hung NAS must not hang the pod.
+PROBE_TIMEOUT_S = 6 * 3600
+
+
+@dataclass(frozen=True)
+class Command:
+    """A process to run: argv plus env additions (env carries file paths, never secrets)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def full_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+
+@dataclass(frozen=True)
+class TransferProgress:
+    """One progress sample parsed from a transfer tool's output."""
+
+    bytes: int
+    total_bytes: int | None = None
+    bytes_per_second: float | None = None
+    eta_seconds: float | None = None
+    files: int | None = None  # files transferred so far
+
+
+class TransportError(Exception):
+    """A remote operation failed; `info` is already classified and scrubbed."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def run_probe(command: Command, *, timeout: float = PROBE_TIMEOUT_S) -> Completed:
+    """Run a short remote command to completion, capturing both streams."""
+    try:
+        proc = subprocess.run(
+            list(command.argv),
+            env=command.full_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise TransportError(
+            ErrorInfo(kind=ErrorKind.CONFIG, message=f"{command.argv[0]} is not installed: {exc}")
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise TransportError(
+            ErrorInfo(
+                kind=ErrorKind.NETWORK,
+                message=f"{Path(command.argv[0]).name} did not finish within {timeout:.0f}s",
+            )
+        ) from exc
+    return Completed(
+        returncode=proc.returncode,
+        stdout=proc.stdout,
+        stderr=proc.stderr.decode(errors="replace"),
+    )
+
+
+class Transport(Protocol):
+    """One destination type. Implementations are frozen dataclasses around a Destination."""
+
+    @property
+    def name(self) -> str:
+        """Tool name used in messages ("rclone", "rsync")."""
+        ...
+
+    @property
+    def supports_remote_sha256(self) -> bool:
+        """True when the NAS itself can compute SHA-256 (verify method `Auto` uses it)."""
+        ...
+
+    def remote_dir(self, *, run_path: str) -> str:
+        """Human-readable remote location of the run (for messages; no secrets)."""
+        ...
+
+    def name_problem(self, relpath: str) -> str | None:
+        """Why a file of this name cannot be copied and proven, or None if it can."""
+        ...
+
+    def push_command(self, *, source: Path, run_path: str, bandwidth: Bandwidth, now: datetime) -> Command:
+        """Copy (never mirror) `source/` into the remote run directory."""
+        ...
+
+    def parse_push_line(self, line: str) -> TransferProgress | None:
+        """A progress sample from one line of push output, or None if it is not one."""
+        ...
+
+    def push_error_messages(self, lines: Sequence[str]) -> list[str]:
+        """The lines of push output that can explain a failure."""
+        ...
+
+    def remote_hashes(self, *, run_path: str, method: HashMethod) -> dict[str, str]:
+        """relpath -> SHA-256 of every regular file under the remote run directory.
+
+        A missing remote directory is an empty mapping (everything is "missing"),
+        not an error. Raises TransportError for anything else.
+        """
+        ...
+
+    def read_owner(self, *, run_path: str, cache_dir_name: str) -> str | None:
+        """Content of the remote owner marker, or None when there is none."""
+        ...
+
+    def classify(self, *, returncode: int, messages: Sequence[str]) -> ErrorInfo:
+        """Turn a failed command's exit code + stderr lines into an ErrorKind."""
+        ...
+
+
+def has_control_character(relpath: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in relpath)
+
+
+def resolve_method(transport: Transport, requested: str) -> HashMethod:
+    """`Auto` -> RemoteHash when the NAS hashes SHA-256 itself, else Download."""
+    if requested == "RemoteHash":
+        return "RemoteHash"
+    if requested == "Download":
+        return "Download"
+    return "RemoteHash" if transport.supports_remote_sha256 else "Download"
+
+
+def remote_run_path(base: str, run_path: str) -> str:
+    """`<destination.path>/<runPath>`: the whole relative path, so projects never collide."""
+    run = run_path.strip("/")
+    if not base:
+        return run  # rclone: relative to the remote's root (e.g. the user's home)
+    return base.rstrip("/") + "/" + run
+
+
+def transport_for(destination: Destination) -> Transport:
+    """The catalog: destination model -> transport."""
+    # Imported here so each transport module can import this one.
+    from nassync.movers.rclone import RcloneTransport
+    from nassync.movers.rsync import RsyncTransport
+
+    if isinstance(destination, RcloneDestination):
+        return RcloneTransport(destination=destination)
+    if isinstance(destination, RsyncDestination):
+        return RsyncTransport(destination=destination)
+    raise TypeError(f"unsupported destination type {type(destination).__name__}")

