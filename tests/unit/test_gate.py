@@ -517,3 +517,22 @@ def test_unreadable_directory_is_hard_even_for_root(
     finding = only(outcome, "unreadable_path")
     assert (finding.path, finding.tier, finding.overridden) == ("locked", "hard", False)
     assert outcome.blocked
+
+
+def test_run_path_components_are_judged_too(tmp_path: Path) -> None:
+    run_path = "PROJ-0001/Runs/Run_2026-11-28T10:15"
+    run = tmp_path / "source" / run_path
+    run.mkdir(parents=True)
+    (run / "f.raw").write_bytes(b"x")
+    age_tree(run)
+    outcome = run_gate(params(tmp_path / "source", runPath=run_path), now=NOW)
+    finding = only(outcome, "illegal_filesystem_character")
+    assert finding.path == run_path
+    assert finding.message.startswith("in runPath:")
+    assert outcome.blocked
+
+
+def test_run_path_equal_to_source_root_is_refused(source: Path) -> None:
+    outcome = run_gate(params(source, runPath="."), now=NOW)
+    assert rules(outcome) == {"run_outside_source"}
+    assert outcome.blocked

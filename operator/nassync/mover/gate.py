@@ -7,7 +7,8 @@ left) and *go*. Soft findings are reported and never block.
 
 Every path component of the run is checked, recursively (the reference gate
 only looked at the top-level names, so a bad name two levels down reached the
-NAS). Names are judged against the strictest destination we serve, SMB:
+NAS), and so is every component of `runPath`, which becomes remote directory
+names as well. Names are judged against the strictest destination we serve, SMB:
 Windows-reserved characters and device names, trailing dots and spaces, control
 characters, over-long names; plus unresolved template tokens, which mean the
 lab app failed to render a name, and symlinks that point out of the run.
@@ -314,9 +315,19 @@ def run_dir_of(params: MoverParams) -> Path:
     return Path(params.source_root) / params.run_path
 
 
-def _inside(path: Path, root: Path) -> bool:
+def _strictly_inside(path: Path, root: Path) -> bool:
     real, root_real = os.path.realpath(path), os.path.realpath(root)
-    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+    return real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def _run_path_hits(run_path: str) -> list[_Hit]:
+    """The runPath's own components become remote directory names too (e.g. a colon)."""
+    parts = [p for p in run_path.split("/") if p]
+    hits: list[_Hit] = []
+    for i, part in enumerate(parts):
+        for hit in _name_hits(part, "/".join(parts[: i + 1])):
+            hits.append(_Hit(hit.rule, hit.tier, hit.path, f"in runPath: {hit.message}"))
+    return hits
 
 
 def run_gate(params: MoverParams, *, now: datetime) -> GateOutcome:
@@ -328,13 +339,13 @@ def run_gate(params: MoverParams, *, now: datetime) -> GateOutcome:
     shown = display_path(params.run_path)
     if not run_dir.is_dir():
         return _outcome([_Hit(RUN_MISSING, "hard", shown, "run directory does not exist")], set())
-    if not _inside(run_dir, Path(params.source_root)):
+    if not _strictly_inside(run_dir, Path(params.source_root)):
         message = "run directory resolves outside the source volume (symlink?)"
         return _outcome([_Hit(RUN_OUTSIDE_SOURCE, "hard", shown, message)], set())
 
     scan = _scan(run_dir, cache_dir_name=params.cache_dir_name, now=now)
     creation_rules, creation_hits = _creation_overrides(run_dir, params.cache_dir_name, now)
-    hits = scan.hits + creation_hits
+    hits = _run_path_hits(params.run_path) + scan.hits + creation_hits
     if scan.regular_files == 0:
         hits.append(_Hit(RUN_EMPTY, "hard", shown, "run directory holds no regular files"))
     active = active_spec_rules(params.overrides, now=now) | creation_rules
