@@ -133,7 +133,7 @@ def test_run_symlinked_out_of_source_is_blocked(source: Path, tmp_path: Path) ->
         ("Run_{{run_date}}", "unresolved_placeholder_token"),
         ("x}}", "unresolved_placeholder_token"),
         ("{% if %}", "unresolved_placeholder_token"),
-        (os.fsdecode(b"latin1-\xe9"), "non_utf8_name"),
+        (os.fsdecode(b"latin1-\xe9"), "illegal_filesystem_character"),
     ],
 )
 @pytest.mark.parametrize("where", ["file", "dir", "nested"])

@@ -48,7 +48,6 @@ RESERVED_NAME = "reserved_filesystem_name"
 PLACEHOLDER = "unresolved_placeholder_token"
 SYMLINK_ESCAPES = "symlink_escapes_run"
 PATH_TOO_LONG = "path_too_long"
-NON_UTF8_NAME = "non_utf8_name"
 HIDDEN_FILE = "hidden_file"
 SYMLINK_NOT_COPIED = "symlink_not_copied"
 SPECIAL_FILE = "special_file"
@@ -100,7 +99,7 @@ def _name_hits(name: str, relpath: str) -> list[_Hit]:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
         encoded = os.fsencode(name)
-        hits.append(_Hit(NON_UTF8_NAME, "hard", shown, "name is not valid UTF-8"))
+        hits.append(_Hit(ILLEGAL_CHARACTER, "hard", shown, "name is not valid UTF-8"))
     controls = [ch for ch in name if unicodedata.category(ch) == "Cc"]
     if controls:
         hits.append(_Hit(ILLEGAL_CHARACTER, "hard", shown, "name contains control characters"))
