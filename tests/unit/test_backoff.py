@@ -25,9 +25,7 @@ def test_empty_schedule_retries_at_once() -> None:
 
 @pytest.mark.parametrize("kind", [ErrorKind.AUTH, ErrorKind.LOCAL_VANISHED, ErrorKind.CONFIG])
 def test_terminal_kinds_fail_at_once(kind: ErrorKind) -> None:
-    out = failure_outcome(
-        kind=kind, attempts=0, max_attempts=5, schedule=SCHEDULE, mismatch_since_success=False
-    )
+    out = failure_outcome(kind=kind, attempts=0, max_attempts=5, schedule=SCHEDULE, mismatch_since_success=False)
     assert (out.verdict, out.attempts) == (Verdict.FAIL, 0)
 
 
@@ -92,9 +90,7 @@ def test_retry_message_names_next_attempt() -> None:
     max_attempts=st.integers(-1, 10),
     mismatch=st.booleans(),
 )
-def test_attempts_never_exceed_limit(
-    kind: ErrorKind, attempts: int, max_attempts: int, mismatch: bool
-) -> None:
+def test_attempts_never_exceed_limit(kind: ErrorKind, attempts: int, max_attempts: int, mismatch: bool) -> None:
     out = failure_outcome(
         kind=kind,
         attempts=attempts,

@@ -12,9 +12,7 @@ T1 = T0 + timedelta(minutes=5)
 
 
 def test_new_condition_gets_now() -> None:
-    out = cond.set_condition(
-        [], type="Gated", status="True", reason="Passed", message="ok", now=T0, generation=3
-    )
+    out = cond.set_condition([], type="Gated", status="True", reason="Passed", message="ok", now=T0, generation=3)
     assert out == [
         Condition(
             type="Gated",
@@ -52,9 +50,7 @@ def test_same_status_keeps_transition_time_but_updates_text() -> None:
 
 
 def test_status_change_moves_transition_time() -> None:
-    first = cond.set_condition(
-        [], type="Verified", status="True", reason="Verified", message="", now=T0, generation=1
-    )
+    first = cond.set_condition([], type="Verified", status="True", reason="Verified", message="", now=T0, generation=1)
     (c,) = cond.set_condition(
         first,
         type="Verified",
@@ -68,9 +64,7 @@ def test_status_change_moves_transition_time() -> None:
 
 
 def test_order_is_kept_and_input_not_mutated() -> None:
-    start = cond.set_condition(
-        [], type="Gated", status="True", reason="Passed", message="", now=T0, generation=1
-    )
+    start = cond.set_condition([], type="Gated", status="True", reason="Passed", message="", now=T0, generation=1)
     start = cond.set_condition(
         start,
         type="Pushed",

@@ -74,25 +74,19 @@ def test_min_age_missing_blocks_both_time_checks() -> None:
 
 
 def test_strings_are_parsed_like_kubernetes_writes_them() -> None:
-    facts = replace(
-        ALL_MET, verified_at="2026-11-28T12:00:00Z", last_revocation_at="2026-11-01T00:00:00Z"
-    )
+    facts = replace(ALL_MET, verified_at="2026-11-28T12:00:00Z", last_revocation_at="2026-11-01T00:00:00Z")
     assert interlocks.cleanup_allowed(facts, now=NOW)
 
 
 def test_old_revocation_is_fine_and_boundary_is_inclusive() -> None:
-    facts = replace(
-        ALL_MET, verified_at=NOW - timedelta(days=1), last_revocation_at=NOW - timedelta(days=1)
-    )
+    facts = replace(ALL_MET, verified_at=NOW - timedelta(days=1), last_revocation_at=NOW - timedelta(days=1))
     assert interlocks.cleanup_allowed(facts, now=NOW)
 
 
 def test_message_names_the_wait() -> None:
     facts = replace(ALL_MET, verified_at=NOW - timedelta(hours=20))
     (check,) = interlocks.unmet(facts, now=NOW)
-    assert check.message.endswith(
-        "cleanup waits 1d (minAgeAfterVerify), until 2026-11-30T16:00:00Z"
-    )
+    assert check.message.endswith("cleanup waits 1d (minAgeAfterVerify), until 2026-11-30T16:00:00Z")
 
 
 def test_earliest_recheck_is_when_time_alone_satisfies_all() -> None:
@@ -117,9 +111,7 @@ def test_permit_cannot_be_forged() -> None:
 OPTIONAL_TIME = st.one_of(
     st.none(),
     st.just("not a time"),
-    st.datetimes(
-        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)
-    ),
+    st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1), timezones=st.just(UTC)),
 )
 
 
@@ -148,6 +140,4 @@ def test_allowed_means_every_condition_holds(
     assert passes is not None and minimum is not None and passes >= max(1, minimum)
     assert isinstance(verified_at, datetime) and min_age is not None and min_age >= 0
     assert NOW - verified_at >= timedelta(seconds=min_age)
-    assert revoked_at is None or (
-        isinstance(revoked_at, datetime) and NOW - revoked_at >= timedelta(seconds=min_age)
-    )
+    assert revoked_at is None or (isinstance(revoked_at, datetime) and NOW - revoked_at >= timedelta(seconds=min_age))
