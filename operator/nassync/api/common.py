@@ -32,6 +32,8 @@ DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 # Secret keys: what `kubectl create secret --from-file` allows as a data key.
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 SECRET_KEY_MAX = 253
+# Conditions per object; a bound the CRD needs for CEL cost estimation.
+MAX_CONDITIONS = 32
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -102,9 +104,7 @@ class Condition(ApiModel):
 class LocalObjectReference(ApiModel):
     """A reference to an object by name in the same namespace."""
 
-    name: str = Field(
-        min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
-    )
+    name: str = Field(min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN)
 
 
 def find_condition(conditions: list[Condition], type_: str) -> Condition | None:

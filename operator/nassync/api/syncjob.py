@@ -24,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 from nassync.api import mover_io
 from nassync.api.common import (
     API_VERSION,
+    MAX_CONDITIONS,
     ApiModel,
     Condition,
     LocalObjectReference,
@@ -74,18 +75,14 @@ def check_run_path(value: str) -> list[str]:
     if len(value) > RUN_PATH_MAX_LENGTH:
         problems.append(f"spec.runPath must be at most {RUN_PATH_MAX_LENGTH} characters")
     if value.startswith("/"):
-        problems.append(
-            "spec.runPath must be relative to the target's source root (no leading '/')"
-        )
+        problems.append("spec.runPath must be relative to the target's source root (no leading '/')")
     segments = value.split("/")
     if ".." in segments:
         problems.append("spec.runPath must not contain '..' segments")
     # A leading '/' already produced an empty first segment; report it only once.
     inner = segments[1:] if value.startswith("/") else segments
     if "" in inner or "." in inner:
-        problems.append(
-            "spec.runPath must not contain empty or '.' segments (no '//', trailing '/' or '/./')"
-        )
+        problems.append("spec.runPath must not contain empty or '.' segments (no '//', trailing '/' or '/./')")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         problems.append("spec.runPath must not contain control characters")
     return problems
@@ -211,7 +208,7 @@ class MoverJobStatus(ApiModel):
 class SyncJobStatus(ApiModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = Field(default=None, ge=0)
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
     attempts: int = Field(default=0, ge=0)
     last_error: LastError | None = None
     next_attempt_at: Timestamp | None = None
@@ -225,15 +222,9 @@ class SyncJobStatus(ApiModel):
     cleaned_at: Timestamp | None = None
     mover_job: MoverJobStatus | None = None
     # Additive beyond DESIGN.md §1; the decision core's bookkeeping.
-    mover_runs: int = Field(
-        default=0, ge=0
-    )  # mover Jobs created so far: the <n> in <syncjob>-<step>-<n>
-    handled_retry: str | None = Field(
-        default=None, max_length=1024
-    )  # last nassync.dev/retry acted on
-    handled_verify: str | None = Field(
-        default=None, max_length=1024
-    )  # last nassync.dev/verify acted on
+    mover_runs: int = Field(default=0, ge=0)  # mover Jobs created so far: the <n> in <syncjob>-<step>-<n>
+    handled_retry: str | None = Field(default=None, max_length=1024)  # last nassync.dev/retry acted on
+    handled_verify: str | None = Field(default=None, max_length=1024)  # last nassync.dev/verify acted on
     last_revocation_at: Timestamp | None = None  # newest override tombstone seen by a mover
 
     def condition(self, type_: str) -> Condition | None:

@@ -15,7 +15,7 @@ already-stored object would wedge the operator instead of reporting.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,6 +24,7 @@ from nassync.api.common import (
     API_VERSION,
     DNS1123_SUBDOMAIN_MAX,
     DNS1123_SUBDOMAIN_PATTERN,
+    MAX_CONDITIONS,
     SECRET_KEY_MAX,
     SECRET_KEY_PATTERN,
     ApiModel,
@@ -109,7 +110,7 @@ class Source(ApiModel):
     """Where runs live and where a mover pod must run to see them."""
 
     volume: SourceVolume
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict, max_length=32)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_TOLERATIONS)
     cache_dir_name: str = Field(default=".exlab-wizard", min_length=1, max_length=255)
 
@@ -204,8 +205,8 @@ class BandwidthWindow(ApiModel):
     """A weekly time window with its own limit; same shape as mover_io.BandwidthWindow."""
 
     days: list[Day] = Field(min_length=1, max_length=7)
-    start: str = Field(pattern=HHMM_PATTERN)
-    end: str = Field(pattern=HHMM_PATTERN)  # end <= start: the window crosses midnight
+    start: str = Field(max_length=5, pattern=HHMM_PATTERN)
+    end: str = Field(max_length=5, pattern=HHMM_PATTERN)  # end <= start: the window crosses midnight
     limit_kibps: int = Field(alias="limitKiBps", ge=0)
 
     @field_validator("days")
@@ -294,8 +295,8 @@ class Cleanup(ApiModel):
 class ResourceRequirements(ApiModel):
     """core/v1 ResourceRequirements (quantities as strings or integers)."""
 
-    requests: dict[str, str | int] = Field(default_factory=dict)
-    limits: dict[str, str | int] = Field(default_factory=dict)
+    requests: dict[str, str | int] = Field(default_factory=dict, max_length=16)
+    limits: dict[str, str | int] = Field(default_factory=dict, max_length=16)
 
 
 class MoverSecurityContext(ApiModel):
@@ -351,13 +352,13 @@ class SyncTargetSpec(ApiModel):
 
 class SyncTargetStatus(ApiModel):
     observed_generation: int | None = Field(default=None, ge=0)
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
     active_movers: int = Field(default=0, ge=0)
     queued: int = Field(default=0, ge=0)
     # Summaries for the printer columns: a printer column's JSONPath cannot
     # choose between hostPath and persistentVolumeClaim, so the operator writes
     # SyncTargetSpec.source_summary() and destination.type here.
-    source: str | None = None
+    source: str | None = Field(default=None, max_length=1100)
     destination_type: Literal["rclone", "rsync"] | None = None
 
     def condition(self, type_: str) -> Condition | None:
