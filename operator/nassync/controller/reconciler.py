@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from nassync.api.mover_io import MoverResult
-from nassync.api.syncjob import Progress, SyncJob, TransferStatus
+from nassync.api.syncjob import LastError, Progress, SyncJob, TransferStatus
 from nassync.api.target import SyncTarget
 from nassync.controller import metrics
 from nassync.controller.kube import Kube
@@ -125,6 +125,22 @@ def _progress_model(record: dict[str, Any]) -> Progress:
                     eta_seconds=int(eta) if eta is not None else None)
 
 
+_WAITING = {"Pending", "Gating", "Queued", "Verifying", "Verified"}
+
+
+def _blocked_by_target(decision: Decision, *, reason: str, message: str, now: datetime) -> Decision:
+    """Say on the SyncJob why nothing moves: the admin's SyncTarget is not ready."""
+    status = decision.status
+    if str(status.phase) not in _WAITING or (status.mover_job and status.mover_job.state == "Running"):
+        return decision
+    text = f"SyncTarget is not ready ({reason}): {message}"
+    if status.last_error is not None and status.last_error.message == text:
+        return decision
+    new_status = status.model_copy(update={"last_error": LastError(kind="Config", message=text, at=now)})
+    event = EmitEvent(type="Warning", reason="TargetNotReady", message=text)
+    return Decision(status=new_status, actions=(*decision.actions, event), requeue_after=decision.requeue_after)
+
+
 @dataclass
 class Reconciler:
     kube: Kube
@@ -191,7 +207,11 @@ class Reconciler:
             if job_name:
                 pods_by_job.setdefault(job_name, []).append(pod)
         active = sum(1 for m in movers if _job_state(m) == "Running")
-        concurrency = target.spec.concurrency if target else 0
+        ready, reason, message = self._target_ready(key, target, target_problem) if target_body else (
+            False, "TargetMissing", "")
+        # A target that is not ready (e.g. its Secret is missing) starts no movers:
+        # a pod waiting forever for a Secret would hold a slot and say nothing.
+        concurrency = target.spec.concurrency if target and ready else 0
         wake: list[float] = []
         phases: dict[str, int] = {}
         for body in bodies:
@@ -205,6 +225,8 @@ class Reconciler:
             children = child_jobs(body["metadata"]["uid"], movers, pods_by_job)
             decision = decide(job=job, target=target if target_problem is None else None,
                               children=children, slot_available=active < concurrency, now=self.clock())
+            if target is not None and not ready:
+                decision = _blocked_by_target(decision, reason=reason, message=message, now=self.clock())
             created, delay = self._execute(body, job, target, decision, pods_by_job)
             active += created
             phase = str(decision.status.phase)
@@ -212,7 +234,7 @@ class Reconciler:
             if delay is not None:
                 wake.append(delay)
         if target_body is not None:
-            self._update_target(key, target_body, target, target_problem, active, phases)
+            self._update_target(key, target_body, (ready, reason, message), target, active, phases)
         metrics.observe_target(key.namespace, key.name, bodies=bodies, active=active, now=self.clock())
         return min(wake) if wake else None
 
@@ -278,9 +300,9 @@ class Reconciler:
             status.transfer = transfer.model_copy(update={"progress": _progress_model(record)})
         return PROGRESS_INTERVAL
 
-    def _update_target(self, key: TargetKey, body: dict[str, Any], target: SyncTarget | None,
-                       problem: str | None, active: int, phases: dict[str, int]) -> None:
-        ready, reason, message = self._target_ready(key, target, problem)
+    def _update_target(self, key: TargetKey, body: dict[str, Any], readiness: tuple[bool, str, str],
+                       target: SyncTarget | None, active: int, phases: dict[str, int]) -> None:
+        ready, reason, message = readiness
         old = (body.get("status") or {})
         conditions = [c for c in old.get("conditions") or [] if c.get("type") != "Ready"]
         previous = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
