@@ -198,11 +198,13 @@ def push(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
     outcome = run_with_progress(command, transport=transport, reporter=reporter)
     if not run_dir.is_dir():
         raise fail(ErrorKind.LOCAL_VANISHED, "the run directory disappeared during the push", manifest=summary)
-    if outcome.returncode != 0:
+    # Checked before the exit code: a file deleted mid-copy makes rclone report
+    # "corrupted on transfer", but the cause is the local deletion.
+    gone = vanished_files(run_dir, manifest)
+    if outcome.returncode != 0 and not gone:
         info = transport.classify(returncode=outcome.returncode, messages=outcome.lines)
         log.error("copy failed", kind=info.kind.value, detail=info.message)
         raise StepFailed(info, manifest=summary)
-    gone = vanished_files(run_dir, manifest)
     if gone:
         raise fail(
             ErrorKind.LOCAL_VANISHED,

@@ -44,20 +44,31 @@ _SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1[redacted]@"),
     # rclone on-the-fly remotes: ":sftp,host=h,pass=x:/path" -> keep only the backend name.
     (re.compile(r"(^|[\s\"'(])(:[a-z0-9]+),[^\s\"':]*(?:'[^']*'[^\s\"':]*)*:"), r"\1\2,[redacted]:"),
-    # Long base64 runs are key material or obscured passwords far more often than paths.
-    # Pure hex (SHA-256 digests) is left alone: digests are what we report.
-    (
-        re.compile(r"(?<![\w/.])(?![0-9a-fA-F]+(?![\w+/=-]))[A-Za-z0-9+/_-]{40,}={0,2}(?![\w/.])"),
-        "[redacted]",
-    ),
 )
+
+
+_TOKEN = re.compile(r"(?<![\w/.+=-])[A-Za-z0-9+/_=-]{40,}")
+
+
+def _looks_like_key_material(token: str) -> bool:
+    """Long base64-ish runs: key bodies, obscured passwords, tokens; not paths or digests."""
+    if token.startswith("/") or token.count("/") > 2:
+        return False  # a path
+    if all(ch in "0123456789abcdefABCDEF" for ch in token):
+        return False  # a digest: digests are what we report
+    if sum(token.count(sep) for sep in "-_") > 2:
+        return False  # a name made of words (Run_2026-11-28T10-15_...), not random bytes
+    classes = (str.isupper, str.islower, str.isdigit)
+    return all(any(test(c) for c in token) for test in classes)
 
 
 def scrub(text: str) -> str:
     """Remove anything that looks like a secret; used on every message and log line."""
     for pattern, replacement in _SCRUBBERS:
         text = pattern.sub(replacement, text)
-    return text
+    return _TOKEN.sub(
+        lambda m: "[redacted]" if _looks_like_key_material(m.group(0)) else m.group(0), text
+    )
 
 
 @dataclass(frozen=True)
