@@ -1,8 +1,8 @@
 """Table-driven tests of the admission checks in nassync.api.validation.
 
 Every case states the field it expects an error on and a fragment of the fix
-the message must suggest; every message must start with that field's path,
-because `kubectl apply` shows it verbatim and the user must know what to edit.
+the message must suggest; `str(error)` must start with that field's path (and not repeat it), because
+`kubectl apply` shows it verbatim and the user must know what to edit.
 """
 
 from __future__ import annotations
@@ -126,6 +126,11 @@ JOB_CASES = [
         target=None,  # not looked up for a malformed name either way
     ),
     JobCase(
+        "several runPath problems, one error each",
+        _with(JOB, runPath="/a/../b"),
+        {"spec.runPath": "'..' segments"},
+    ),
+    JobCase(
         "runPath changed on update",
         _with(JOB, runPath="PROJ-0001/Runs/Run_2"),
         {"spec.runPath": "immutable; create a new SyncJob"},
@@ -165,8 +170,9 @@ def _assert_errors(errors: list[FieldError], expect: dict[str, str]) -> None:
     by_field: dict[str, list[str]] = {}
     for error in errors:
         by_field.setdefault(error.field, []).append(error.message)
-        assert error.message.startswith(error.field), error  # the message names the field
-        assert str(error) == error.message
+        # What the user sees names the field once, then says what to do.
+        assert str(error) == f"{error.field}: {error.message}"
+        assert not error.message.startswith(error.field), error
     assert set(by_field) == set(expect), by_field
     for name, fragment in expect.items():
         assert any(fragment in message for message in by_field[name]), (fragment, by_field[name])
@@ -182,6 +188,16 @@ def test_validate_syncjob(case: JobCase) -> None:
         same_path_jobs=case.same_path,
     )
     _assert_errors(errors, case.expect)
+
+
+def test_each_run_path_problem_is_its_own_error() -> None:
+    errors = validate_syncjob(
+        _with(JOB, runPath="/a/../b"), old=None, target=TARGET, target_secret_exists=True, same_path_jobs=[]
+    )
+    assert [str(e) for e in errors] == [
+        "spec.runPath: must be relative to the target's source root (no leading '/')",
+        "spec.runPath: must not contain '..' segments",
+    ]
 
 
 def test_every_overridable_rule_is_accepted() -> None:

@@ -9,10 +9,10 @@ that does not exist (a typo would silently override nothing). The validating
 webhook looks those facts up and hands them in here; this module does no I/O,
 so every rule is a table-driven unit test.
 
-Each problem is a `FieldError` whose message starts with the field path and
-says how to fix it, because it is shown verbatim by `kubectl apply`. The
-structural rules are re-run through the pydantic models too, so the webhook
-alone (e.g. against an older CRD) still refuses what the CRD refuses.
+Each problem is a `FieldError`; `str(error)` is `<field path>: <what is wrong
+and how to fix it>`, shown verbatim by `kubectl apply`. The structural rules
+are re-run through the pydantic models too, so the webhook alone (e.g. against
+an older CRD) still refuses what the CRD refuses.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nassync.api.syncjob import SyncJobSpec
+from nassync.api.syncjob import SyncJobSpec, check_run_path
 from nassync.api.target import SyncTargetSpec, plain
 
 # Gate rules a user may acknowledge in spec.overrides. Kept here (not in the
@@ -43,17 +43,21 @@ MIN_OVERRIDE_REASON_LENGTH = 10
 
 @dataclass(frozen=True)
 class FieldError:
-    """One problem: `field` is the JSON path, `message` a sentence that starts with it."""
+    """One problem: `field` is the JSON path, `message` says what is wrong and how to fix it.
+
+    `str(error)` is `"<field>: <message>"`, the form shown to the user, so the
+    message itself does not repeat the field.
+    """
 
     field: str
     message: str
 
     def __str__(self) -> str:
-        return self.message
+        return f"{self.field}: {self.message}"
 
 
 def _error(field: str, text: str) -> FieldError:
-    return FieldError(field=field, message=f"{field}: {text}")
+    return FieldError(field=field, message=text)
 
 
 def _loc_to_path(prefix: str, loc: Sequence[int | str]) -> str:
@@ -72,11 +76,9 @@ def _model_errors(model: type[BaseModel], data: Any, prefix: str) -> list[FieldE
         for item in exc.errors(include_url=False):
             path = _loc_to_path(prefix, item["loc"])
             text = str(item["msg"]).removeprefix("Value error, ")
-            # Model validators already name the field in full; avoid "x: x ...".
-            if text.startswith("spec."):
-                errors.append(FieldError(field=path, message=text))
-            else:
-                errors.append(_error(path, text))
+            # The models' own messages start with the field path (they are
+            # also shown by pydantic alone); str(FieldError) adds it back.
+            errors.append(_error(path, text.removeprefix(f"{path} ")))
         return errors
     return []
 
@@ -130,6 +132,12 @@ def validate_syncjob(
 
     target_name = _get(spec, "targetRef", "name")
     run_path = spec.get("runPath")
+    if isinstance(run_path, str) and run_path:
+        # One error per broken runPath rule (the model folds them into one).
+        structural = [e for e in structural if e.field != "spec.runPath"]
+        structural += [
+            _error("spec.runPath", problem.removeprefix("spec.runPath ")) for problem in check_run_path(run_path)
+        ]
 
     if old is not None:
         old_spec = _get(old, "spec") or {}
