@@ -60,7 +60,8 @@ def rclone_target(ns: Kubectl, nas: RcloneSftpNas, *, name: str, source: Path, n
         "ssh-privatekey": nas.client_key.private_path.read_bytes(),
         "known_hosts": nas.known_hosts.read_bytes()}))
     body = target_body(name, source, {"rclone": {
-        "remote": "nas", "path": str(nas.root / nas_path.strip("/")),
+        # rclone serve sftp serves nas.root as "/".
+        "remote": "nas", "path": "/" + nas_path.strip("/"),
         "configSecretRef": {"name": f"{name}-rclone", "key": "rclone.conf"}}}, spec)
     ns.apply(body)
     return body

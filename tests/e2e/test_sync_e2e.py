@@ -53,9 +53,11 @@ def test_run_goes_all_the_way_to_cleaned(transport: str, ns: Kubectl, operator: 
     if transport == "rclone":
         rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=nas_dir)
         nas_root = sftp_nas.root / nas_dir
+        remote = f"/{nas_dir}/{run_path}"  # the sftp server's root is sftp_nas.root
     else:
         rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=nas_dir)
         nas_root = ssh_nas.root / nas_dir
+        remote = str(nas_root / run_path)
     ns.apply(syncjob("run-1", "scope", run_path))
 
     done = wait_phase(ns, "run-1", "Cleaned", timeout=180)
@@ -68,7 +70,7 @@ def test_run_goes_all_the_way_to_cleaned(transport: str, ns: Kubectl, operator: 
     assert status["verifyPasses"] >= 1
     assert status["manifest"]["files"] == len(RUN_FILES)
     assert status["manifest"]["bytes"] == sum(len(v) for v in RUN_FILES.values())
-    assert status["remotePath"] == str(nas_root / run_path)
+    assert status["remotePath"] == remote
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Verified"]["status"] == "True"
     assert conds["Cleaned"]["status"] == "True"
