@@ -97,7 +97,8 @@ def target_body(name: str, source: Path, destination: dict[str, Any],
                      "retry": {"maxAttempts": 5, "backoffSeconds": [2, 4, 8]},
                      "cleanup": {"enabled": True, "minVerifyPasses": 1, "minAgeAfterVerify": "0s",
                                  "reverifyInterval": "5s"}}}
-    return _merge(body, spec or {})
+    _merge(body["spec"], spec or {})
+    return body
 
 
 def syncjob(name: str, target: str, run_path: str, **spec: Any) -> str:
