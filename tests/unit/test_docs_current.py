@@ -1,0 +1,92 @@
+"""docs/reference.md is what the CRDs generate, and the generator covers every field.
+
+The reference is generated (nassync_dev.crdref) so that it cannot drift from
+the schema the apiserver enforces; this test is what makes a CRD change
+without a regenerated reference fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nassync_dev import crdref
+
+
+def test_reference_md_is_current() -> None:
+    expected = crdref.render()
+    current = crdref.OUTPUT.read_text(encoding="utf-8") if crdref.OUTPUT.exists() else ""
+    assert current == expected, f"docs/reference.md is stale; regenerate it with: {crdref.REGENERATE}"
+
+
+def _leaf_fields(path: str, schema: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(section path, field name) for every field of every object level."""
+    for name, child in (schema.get("properties") or {}).items():
+        yield path, name
+        items = child.get("items")
+        if child.get("type") == "object" and "properties" in child:
+            yield from _leaf_fields(f"{path}.{name}", child)
+        elif isinstance(items, dict) and "properties" in items:
+            yield from _leaf_fields(f"{path}.{name}[]", items)
+
+
+def _section_rows(text: str, heading: str) -> str:
+    start = text.index(f"\n### {heading}\n")
+    end = text.find("\n### ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+@pytest.mark.parametrize("crd", crdref.load_crds(), ids=lambda c: c["spec"]["names"]["kind"])
+def test_every_field_default_and_cel_message_is_in_its_section(crd: dict[str, Any]) -> None:
+    kind = crd["spec"]["names"]["kind"]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    text = crdref.render([crd])
+    fields = 0
+    for part in ("spec", "status"):
+        for section, name in _leaf_fields(part, schema["properties"][part]):
+            assert f"| `{name}`" in _section_rows(text, f"{kind} {section}"), f"{kind} {section}.{name} missing"
+            fields += 1
+    assert fields > 20
+    for cel in _all(schema, "x-kubernetes-validations"):
+        for rule in cel:
+            assert rule["message"] in text.replace("&lt;", "<").replace("&gt;", ">")
+
+
+def _all(schema: Any, key: str) -> Iterator[Any]:
+    if isinstance(schema, dict):
+        if key in schema:
+            yield schema[key]
+        for value in schema.values():
+            yield from _all(value, key)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _all(value, key)
+
+
+def test_rows_carry_type_default_and_validation() -> None:
+    text = crdref.render()
+    target_spec = _section_rows(text, "SyncTarget spec")
+    assert "| `concurrency` | `integer` | `1` | value 1 to 64 |" in target_spec
+    verify = _section_rows(text, "SyncTarget spec.verify")
+    assert "one of `Auto`, `RemoteHash`, `Download`" in verify
+    windows = _section_rows(text, "SyncTarget spec.bandwidth.windows[]")
+    assert "pattern `^([01][0-9]\\|2[0-3]):[0-5][0-9]$`" in windows  # the pipe is escaped for the table
+    backoff = _section_rows(text, "SyncTarget spec.retry")
+    assert "`[30, 120, 480, 1800]`" in backoff and "`[]integer`" in backoff and "each item: value ≥ 0" in backoff
+    job_spec = _section_rows(text, "SyncJob spec")
+    assert "| `runPath` (required) | `string` |" in job_spec
+    assert "[`object`](#syncjob-spectargetref)" in job_spec
+
+
+def test_check_mode_fails_on_a_stale_file_and_passes_on_a_fresh_one(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "reference.md"
+    assert crdref.main(["--check", "--output", str(out)]) == 1  # missing
+    assert crdref.main(["--output", str(out)]) == 0
+    assert crdref.main(["--check", "--output", str(out)]) == 0
+    out.write_text(out.read_text() + "edited by hand\n")
+    assert crdref.main(["--check", "--output", str(out)]) == 1
+    assert "python -m nassync_dev.crdref" in capsys.readouterr().err
