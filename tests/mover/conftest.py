@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from moverlib import MoverParams, MoverRun, Run, RunFactory, finish_mover, start_mover
+from moverlib import MoverRun, Run, RunFactory, finish_mover, start_mover
 
+from nassync.api.mover_io import MoverParams
 from nassync_dev.nas import RcloneSftpNas, SshNas
 
 

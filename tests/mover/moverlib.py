@@ -126,6 +126,3 @@ def sha256_tree(root: Path, *, skip: str = CACHE) -> dict[str, str]:
 
 def remote_run_dir(nas: SshNas | RcloneSftpNas, run: Run) -> Path:
     return nas.root / "nas" / run.run_path
-
-
-RunFactory = Callable[..., Run]

@@ -66,9 +66,7 @@ def scrub(text: str) -> str:
     """Remove anything that looks like a secret; used on every message and log line."""
     for pattern, replacement in _SCRUBBERS:
         text = pattern.sub(replacement, text)
-    return _TOKEN.sub(
-        lambda m: "[redacted]" if _looks_like_key_material(m.group(0)) else m.group(0), text
-    )
+    return _TOKEN.sub(lambda m: "[redacted]" if _looks_like_key_material(m.group(0)) else m.group(0), text)
 
 
 @dataclass(frozen=True)

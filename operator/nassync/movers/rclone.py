@@ -229,8 +229,7 @@ class RcloneTransport:
             raise TransportError(
                 ErrorInfo(
                     kind=ErrorKind.CONFIG,
-                    message="the NAS returned no SHA-256 for its files; "
-                    "set verify.method: Download for this target",
+                    message="the NAS returned no SHA-256 for its files; set verify.method: Download for this target",
                 )
             )
         # A file listed without a hash (e.g. deleted between listing and hashing)
