@@ -18,6 +18,7 @@ with `cryptography` so no `ssh-keygen` is needed for the rclone endpoint.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import getpass
 import os
@@ -124,6 +125,8 @@ class _Server:
             start_new_session=True,
         )
         self._proc = proc
+        # The server runs in its own session, so it would outlive a script that forgets stop().
+        atexit.register(self.stop)
         ready = threading.Event()
         threading.Thread(target=self._pump, args=(proc, ready), daemon=True).start()
         if not ready.wait(_READY_TIMEOUT_S) or proc.poll() is not None:

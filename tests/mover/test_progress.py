@@ -1,0 +1,53 @@
+"""ProgressReporter: one JSON object per line, at most ~1/s, final sample always shown."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from nassync.mover.progress import ProgressReporter
+from nassync.movers.base import TransferProgress
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttles_to_one_line_per_interval_and_flushes_the_last() -> None:
+    clock, out = FakeClock(), io.StringIO()
+    reporter = ProgressReporter(step="push", total_bytes=1000, stream=out, clock=clock)
+    for i in range(1, 31):  # 30 samples over 3 seconds
+        clock.now = i * 0.1
+        reporter.update(TransferProgress(bytes=i * 10, bytes_per_second=100.0))
+    reporter.finish()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert 3 <= len(lines) <= 5
+    assert lines[-1]["bytes"] == 300
+    assert lines[-1] == {
+        "event": "progress",
+        "step": "push",
+        "bytes": 300,
+        "totalBytes": 1000,
+        "percent": 30.0,
+        "bytesPerSecond": 100,
+        "etaSeconds": 7,
+    }
+
+
+def test_tool_total_wins_over_the_manifest_total() -> None:
+    out = io.StringIO()
+    reporter = ProgressReporter(step="push", total_bytes=1000, stream=out)
+    reporter.update(TransferProgress(bytes=50, total_bytes=100, bytes_per_second=10.0, eta_seconds=5))
+    record = json.loads(out.getvalue())
+    assert record["percent"] == 50.0
+    assert record["etaSeconds"] == 5
+
+
+def test_finish_without_samples_writes_nothing() -> None:
+    out = io.StringIO()
+    ProgressReporter(step="push", stream=out).finish()
+    assert out.getvalue() == ""
