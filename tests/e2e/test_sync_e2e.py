@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.support import events, tree, wait_phase
 
 from nassync_dev.nas import RcloneSftpNas, SshNas
@@ -77,3 +78,30 @@ def test_run_goes_all_the_way_to_cleaned(transport: str, ns: Kubectl, operator: 
     reasons = [e["reason"] for e in events(ns, "run-1")]
     for expected in ("PushStarted", "Verified", "Cleaned"):
         assert expected in reasons, f"no {expected} Event in {reasons}"
+    ns("wait", "--for=condition=Verified", "syncjob/run-1", "--timeout=10s")
+
+    # The metrics endpoint counted this run exactly once, by the right amounts.
+    labels = {"namespace": ns.namespace, "target": "scope"}
+    scraped = _scrape(operator)
+    assert scraped[("nassync_pushed_bytes_total", _key(labels))] == status["transfer"]["bytes"]
+    assert status["transfer"]["bytes"] >= status["manifest"]["bytes"]
+    assert scraped[("nassync_cleanup_freed_bytes_total", _key(labels))] == status["manifest"]["bytes"]
+    assert scraped[("nassync_movers_started_total", _key({**labels, "step": "push"}))] == 1
+    assert scraped[("nassync_phase_transitions_total",
+                    _key({**labels, "from_phase": "Cleaning", "to_phase": "Cleaned"}))] == 1
+    assert scraped[("nassync_syncjobs", _key({**labels, "phase": "Cleaned"}))] == 1
+    assert scraped[("nassync_oldest_unverified_run_seconds", _key(labels))] == 0
+    assert scraped[("nassync_step_duration_seconds_count", _key({**labels, "step": "push"}))] == 1
+    assert scraped.get(("nassync_failures_total", _key({**labels, "kind": "Network"})), 0) == 0
+
+
+def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+def _scrape(operator: OperatorProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(operator.metrics()):
+        for sample in family.samples:
+            out[(sample.name, _key(dict(sample.labels)))] = sample.value
+    return out

@@ -63,9 +63,12 @@ def observe_transition(body: dict[str, Any], job: SyncJob, new: SyncJobStatus) -
         BYTES_PUSHED.labels(*labels).inc(new.transfer.bytes)
         FILES_PUSHED.labels(*labels).inc(new.transfer.files)
     before, after = old.mover_job, new.mover_job
-    if (before is not None and after is not None and before.name == after.name
-            and before.state == "Running" and after.state != "Running" and before.started_at):
-        step = after.step or "unknown"
+    # The mover recorded as running was consumed: either it is marked finished,
+    # or decide() already moved on to the next step's mover in the same round.
+    finished = before is not None and before.state == "Running" and before.started_at is not None and (
+        after is None or after.name != before.name or after.state != "Running")
+    if finished and before is not None and before.started_at is not None:
+        step = before.step or "unknown"
         seconds = max(0.0, (datetime.now(before.started_at.tzinfo) - before.started_at).total_seconds())
         STEP_SECONDS.labels(*labels, step).observe(seconds)
 
