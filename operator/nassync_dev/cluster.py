@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nassync.certs import CertificateAuthority, write_service_account_key
 from nassync_dev import binaries
-from nassync_dev.certs import CertificateAuthority, write_service_account_key
 
 NODE_NAME = "nassync-node"
 _CONTROLLERS = ",".join([

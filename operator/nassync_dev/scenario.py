@@ -108,9 +108,10 @@ def syncjob(name: str, target: str, run_path: str, **spec: Any) -> str:
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, *, extra_args: tuple[str, ...] = ()) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.extra_args = extra_args
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -121,7 +122,7 @@ class OperatorProcess:
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("nassync-operator")),
              "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
-             "--metrics-address", "127.0.0.1", "--log-level", "INFO"],
+             "--metrics-address", "127.0.0.1", "--log-level", "INFO", *self.extra_args],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         eventually(self._healthy, timeout=60, what="operator liveness endpoint")
 

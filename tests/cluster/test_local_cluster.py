@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from nassync_dev.certs import CertificateAuthority
+from nassync.certs import CertificateAuthority
 from nassync_dev.cluster import free_port
 from nassync_dev.testing import Kubectl, KubectlError, eventually
 

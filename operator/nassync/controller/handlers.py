@@ -9,13 +9,16 @@ kopf. All decisions happen in the reconciler, one target at a time.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from nassync.api.common import GROUP, VERSION
+from nassync.certs import CertificateAuthority
 from nassync.controller.kube import Kube, load_config
 from nassync.controller.reconciler import TARGET_ANNOTATION, Reconciler, TargetKey
 from nassync.core import names
@@ -48,6 +51,18 @@ def _enqueue(namespace: str | None, target: str | None) -> None:
         Runtime.reconciler.enqueue(TargetKey(namespace, target))
 
 
+def _self_signed(host: str) -> tuple[str, str, str]:
+    """A throwaway CA and serving certificate for a development webhook.
+
+    kopf's own generator needs oscrypto, which cannot detect OpenSSL 3 here;
+    `cryptography` is already a dependency.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="nassync-webhook-"))
+    ca = CertificateAuthority(directory)
+    pair = ca.issue("webhook", common_name=host, hosts=(host, "localhost", "127.0.0.1"), server=True)
+    return str(pair.cert), str(pair.key), str(ca.cert_path)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own prefix and finalizer name from day one (changing them later re-runs handlers).
@@ -63,9 +78,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     hook = Runtime.webhook
     if hook is not None:
+        certfile, keyfile, cafile = hook.certfile, hook.keyfile, None
+        if certfile is None:
+            certfile, keyfile, cafile = _self_signed(hook.host or "127.0.0.1")
         settings.admission.server = kopf.WebhookServer(
             addr=hook.address, port=hook.port, host=hook.host,
-            certfile=hook.certfile, pkeyfile=hook.keyfile)
+            certfile=certfile, pkeyfile=keyfile, cafile=cafile)
         # Fail closed: a SyncJob that could not be checked is not admitted.
         settings.admission.managed = "nassync.dev" if hook.manage else None
     load_config()

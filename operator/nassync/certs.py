@@ -1,4 +1,4 @@
-"""Certificates for the local control plane, made fresh for every cluster.
+"""A small certificate authority: the local control plane's PKI and the webhook's self-signed TLS.
 
 A real cluster has one CA that signs the apiserver's serving certificate, every
 client certificate (admin, controller-manager, the apiserver's own client for
