@@ -90,7 +90,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def target_body(name: str, source: Path, destination: dict[str, Any],
                 spec: dict[str, Any] | None) -> dict[str, Any]:
-    body = {"apiVersion": "nassync.dev/v1alpha1", "kind": "SyncTarget", "metadata": {"name": name},
+    body: dict[str, Any] = {"apiVersion": "nassync.dev/v1alpha1", "kind": "SyncTarget", "metadata": {"name": name},
             "spec": {"source": {"volume": {"hostPath": {"path": str(source)}}},
                      "destination": destination,
                      "gate": {"quietPeriod": "0s"},
