@@ -52,9 +52,16 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_PARAMS = 0, 1, 2
 def gate(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
     outcome = run_gate(params, now=now)
     run_dir = run_dir_of(params)
-    revoked = revocation_stamp(run_dir, params) if run_dir.is_dir() else None
-    if outcome.blocked and run_dir.is_dir():
-        set_sync_status(run_dir, cache_dir_name=params.cache_dir_name, status="blocked_by_validation")
+    # A run that resolves outside the source volume is never read or written
+    # beyond the gate's own checks: not even its creation.json.
+    contained = run_dir.is_dir() and not any(f.rule == "run_outside_source" for f in outcome.findings)
+    revoked = revocation_stamp(run_dir, params) if contained else None
+    if outcome.blocked and contained:
+        try:
+            set_sync_status(run_dir, cache_dir_name=params.cache_dir_name, status="blocked_by_validation")
+        except (OSError, ValueError) as e:
+            # The verdict stands whether or not the lab app's file could be updated.
+            log.warning("could not record blocked_by_validation in creation.json", error=str(e))
     log.info(
         "gate checked",
         blocked=outcome.blocked,
