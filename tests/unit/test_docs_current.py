@@ -1,12 +1,16 @@
-"""docs/reference.md is what the CRDs generate, and the generator covers every field.
+"""The docs say what the code does: a current CRD reference, every Event reason, metric, error kind, gate rule.
 
 The reference is generated (nassync_dev.crdref) so that it cannot drift from
 the schema the apiserver enforces; this test is what makes a CRD change
-without a regenerated reference fail.
+without a regenerated reference fail. The hand-written pages cannot be
+generated, but the names an admin greps for can be checked: a new Event
+reason, metric or gate rule without a line in operations.md or
+troubleshooting.md fails here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,3 +94,59 @@ def test_check_mode_fails_on_a_stale_file_and_passes_on_a_fresh_one(tmp_path: Pa
     out.write_text(out.read_text() + "edited by hand\n")
     assert crdref.main(["--check", "--output", str(out)]) == 1
     assert "python -m nassync_dev.crdref" in capsys.readouterr().err
+
+
+# --- the hand-written docs name what the code emits ----------------------------------
+
+SRC = crdref.REPO / "operator" / "nassync"
+DOCS = crdref.REPO / "docs"
+
+
+def _event_reasons() -> set[str]:
+    """Every Event reason decide.py and the reconciler can emit on a SyncJob."""
+    from nassync.core.decide import _STEPS
+
+    text = (SRC / "core" / "decide.py").read_text() + (SRC / "controller" / "reconciler.py").read_text()
+    reasons = set(re.findall(r'set_phase\([^)]*?reason="([A-Za-z]+)"', text, flags=re.S))
+    reasons |= set(re.findall(r'emit\("(?:Normal|Warning)",\s*"([A-Za-z]+)"', text))
+    reasons |= set(re.findall(r'EmitEvent\(type="(?:Normal|Warning)",\s*reason="([A-Za-z]+)"', text))
+    reasons |= set(re.findall(r'_rearm\(run,\s*"([A-Za-z]+)"', text))
+    templated = re.findall(r'f"\{step\.capitalize\(\)\}([A-Za-z]+)"', text)
+    reasons |= {step.capitalize() + suffix for suffix in templated for step in _STEPS}
+    return reasons
+
+
+def test_operations_md_lists_every_event_reason() -> None:
+    reasons = _event_reasons()
+    expected = {"GateBlocked", "PushStarted", "CleanupFailed", "CleanupDeferred", "RetryRequested", "TargetNotReady"}
+    assert expected <= reasons  # the extraction itself still works
+    events = (DOCS / "operations.md").read_text().split("## Events", 1)[1].split("\n## ", 1)[0]
+    missing = sorted(r for r in reasons if f"`{r}`" not in events)
+    assert not missing, f"docs/operations.md#events does not explain Event reasons {missing}"
+
+
+def test_operations_md_lists_every_metric() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from nassync.controller import metrics
+
+    names = {m._name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    assert len(names) > 10
+    text = (DOCS / "operations.md").read_text()
+    # prometheus_client keeps a counter's name without its _total suffix.
+    missing = sorted(n for n in names if f"`{n}`" not in text and f"`{n}_total`" not in text)
+    assert not missing, f"docs/operations.md#metrics does not list {missing}"
+
+
+def test_troubleshooting_md_covers_every_error_kind_and_gate_rule() -> None:
+    from nassync.api.mover_io import ErrorKind
+    from nassync.mover import gate
+
+    text = (DOCS / "troubleshooting.md").read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    for kind in ErrorKind:
+        assert any(h.startswith(f"## {kind.value} ") for h in headings), f"no section for {kind.value}"
+    rules = {v for k, v in vars(gate).items() if k.isupper() and isinstance(v, str) and v.islower() and "_" in v}
+    assert {"illegal_filesystem_character", "run_missing", "unreadable_path"} <= rules
+    missing = sorted(rule for rule in rules if f"`{rule}`" not in text)
+    assert not missing, f"docs/troubleshooting.md does not explain gate rules {missing}"
