@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from nassync_dev.binaries import REPO
 from nassync_dev.cluster import LocalCluster
+from nassync_dev.nas import RcloneSftpNas, SshNas
 from nassync_dev.testing import Kubectl
 
 
@@ -59,3 +61,26 @@ def ns(cluster: Kubectl) -> Iterator[Kubectl]:
         yield cluster.in_namespace(name)
     finally:
         cluster.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Kubectl) -> Kubectl:
+    """The cluster with nassync's CRDs installed and established."""
+    cluster("apply", "-f", str(REPO / "crds"))
+    for crd in ("syncjobs.nassync.dev", "synctargets.nassync.dev"):
+        cluster("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def sftp_nas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneSftpNas]:
+    """`rclone serve sftp` on loopback (SHA-256 capable), shared by the session."""
+    with RcloneSftpNas(workdir=tmp_path_factory.mktemp("sftp-nas")) as nas:
+        yield nas
+
+
+@pytest.fixture(scope="session")
+def ssh_nas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshNas]:
+    """OpenSSH sshd with key-only auth on loopback, shared by the session."""
+    with SshNas(workdir=tmp_path_factory.mktemp("ssh-nas")) as nas:
+        yield nas

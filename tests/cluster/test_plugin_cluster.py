@@ -23,12 +23,7 @@ pytestmark = pytest.mark.cluster
 VENV_BIN = REPO / ".venv" / "bin"
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: Kubectl) -> Kubectl:
-    cluster("apply", "-f", str(REPO / "crds"))
-    for crd in ("syncjobs.nassync.dev", "synctargets.nassync.dev"):
-        cluster("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    return cluster
+
 
 
 def plugin(ns: Kubectl, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ executes the installed `nassync-mover` console script in a subprocess with
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,9 @@ from nassync_dev.nas import RcloneSftpNas, SshNas
 
 
 @pytest.fixture(scope="session")
-def ssh_nas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshNas]:
-    with SshNas(workdir=tmp_path_factory.mktemp("sshnas")) as nas:
-        yield nas
-
-
-@pytest.fixture(scope="session")
-def rclone_nas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneSftpNas]:
-    with RcloneSftpNas(workdir=tmp_path_factory.mktemp("rclonenas")) as nas:
-        yield nas
+def rclone_nas(sftp_nas: RcloneSftpNas) -> RcloneSftpNas:
+    """The session's rclone sftp NAS (tests/conftest.py), by the name mover tests use."""
+    return sftp_nas
 
 
 @pytest.fixture(params=["rclone", "rsync"])
