@@ -29,51 +29,130 @@ def _crd(group: str, kind: str, plural: str, version: str, spec: dict[str, Any])
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}", "labels": {"nassync.dev/test-stub": "true"}},
         "spec": {
-            "group": group, "scope": "Namespaced",
+            "group": group,
+            "scope": "Namespaced",
             "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [{"name": version, "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {"x-kubernetes-preserve-unknown-fields": True, **spec}},
-            }}}],
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"x-kubernetes-preserve-unknown-fields": True, **spec}},
+                        }
+                    },
+                }
+            ],
         },
     }
 
 
 STUB_CRDS = [
-    _crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "v1", {
-        "type": "object", "required": ["selector", "endpoints"],
-        "properties": {
-            "selector": {"type": "object", "properties": {"matchLabels": _STRMAP}},
-            "namespaceSelector": {"type": "object", "properties": {"matchNames": {"type": "array", "items": _STR}}},
-            "endpoints": {"type": "array", "items": {"type": "object", "properties": {
-                "port": _STR, "path": _STR,
-                "interval": {"type": "string", "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
-                                                          "(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
-                "scrapeTimeout": _STR}}},
-        }}),
-    _crd("monitoring.coreos.com", "PrometheusRule", "prometheusrules", "v1", {
-        "type": "object",
-        "properties": {"groups": {"type": "array", "items": {
-            "type": "object", "required": ["name", "rules"],
-            "properties": {"name": _STR, "rules": {"type": "array", "items": {
-                "type": "object", "required": ["expr"],
-                "properties": {"alert": _STR, "record": _STR, "for": _STR, "labels": _STRMAP,
-                               "annotations": _STRMAP,
-                               "expr": {"x-kubernetes-int-or-string": True}}}}}}}},
-    }),
-    _crd("cert-manager.io", "Certificate", "certificates", "v1", {
-        "type": "object", "required": ["secretName", "issuerRef"],
-        "properties": {
-            "secretName": _STR, "commonName": _STR, "duration": _STR, "renewBefore": _STR,
-            "dnsNames": {"type": "array", "items": _STR},
-            "privateKey": {"type": "object", "properties": {
-                "algorithm": {"type": "string", "enum": ["RSA", "ECDSA", "Ed25519"]}, "size": {"type": "integer"},
-                "rotationPolicy": {"type": "string", "enum": ["Never", "Always"]}}},
-            "issuerRef": {"type": "object", "required": ["name"],
-                          "properties": {"name": _STR, "kind": _STR, "group": _STR}},
-        }}),
-    _crd("cert-manager.io", "Issuer", "issuers", "v1", {
-        "type": "object", "properties": {"selfSigned": {"type": "object"}}}),
+    _crd(
+        "monitoring.coreos.com",
+        "ServiceMonitor",
+        "servicemonitors",
+        "v1",
+        {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {"type": "object", "properties": {"matchLabels": _STRMAP}},
+                "namespaceSelector": {"type": "object", "properties": {"matchNames": {"type": "array", "items": _STR}}},
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "port": _STR,
+                            "path": _STR,
+                            "interval": {
+                                "type": "string",
+                                "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
+                                "(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+                            },
+                            "scrapeTimeout": _STR,
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    _crd(
+        "monitoring.coreos.com",
+        "PrometheusRule",
+        "prometheusrules",
+        "v1",
+        {
+            "type": "object",
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": _STR,
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "properties": {
+                                        "alert": _STR,
+                                        "record": _STR,
+                                        "for": _STR,
+                                        "labels": _STRMAP,
+                                        "annotations": _STRMAP,
+                                        "expr": {"x-kubernetes-int-or-string": True},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    ),
+    _crd(
+        "cert-manager.io",
+        "Certificate",
+        "certificates",
+        "v1",
+        {
+            "type": "object",
+            "required": ["secretName", "issuerRef"],
+            "properties": {
+                "secretName": _STR,
+                "commonName": _STR,
+                "duration": _STR,
+                "renewBefore": _STR,
+                "dnsNames": {"type": "array", "items": _STR},
+                "privateKey": {
+                    "type": "object",
+                    "properties": {
+                        "algorithm": {"type": "string", "enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "size": {"type": "integer"},
+                        "rotationPolicy": {"type": "string", "enum": ["Never", "Always"]},
+                    },
+                },
+                "issuerRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": _STR, "kind": _STR, "group": _STR},
+                },
+            },
+        },
+    ),
+    _crd(
+        "cert-manager.io",
+        "Issuer",
+        "issuers",
+        "v1",
+        {"type": "object", "properties": {"selfSigned": {"type": "object"}}},
+    ),
 ]
 
 
@@ -84,7 +163,14 @@ def stub_crds(cluster: Kubectl) -> Kubectl:
         existing = cluster.run("get", "crd", name, "-o", "jsonpath={.metadata.labels}", check=False)
         if existing.returncode == 0 and "nassync.dev/test-stub" not in existing.stdout:
             continue  # a real CRD: validate against it instead
-        cluster("apply", "--server-side", "--force-conflicts", "--field-manager=nassync-ship-tests", "-f", "-",
-                input=json.dumps(crd))
+        cluster(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=nassync-ship-tests",
+            "-f",
+            "-",
+            input=json.dumps(crd),
+        )
         cluster("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     return cluster

@@ -35,8 +35,12 @@ KOPF_CLUSTER_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): fro
 KOPF_NAMESPACES_RULES = {("", "namespaces"): frozenset({"list", "watch"})}
 EXPECTED_CLUSTERWIDE = {**KOPF_CLUSTER_RULES, **NAMESPACED_RULES}
 
-ALL_TOGGLES = ("webhook.certManager.enabled=true", "metrics.serviceMonitor.enabled=true",
-               "prometheusRule.enabled=true", "dashboards.enabled=true")
+ALL_TOGGLES = (
+    "webhook.certManager.enabled=true",
+    "metrics.serviceMonitor.enabled=true",
+    "prometheusRule.enabled=true",
+    "dashboards.enabled=true",
+)
 
 
 def test_helm_lint_strict_is_clean() -> None:
@@ -49,20 +53,24 @@ def test_chart_crds_are_the_repository_crds() -> None:
     top = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
     assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == top
     for name in top:
-        assert filecmp.cmp(REPO / "crds" / name, CHART / "crds" / name, shallow=False), \
+        assert filecmp.cmp(REPO / "crds" / name, CHART / "crds" / name, shallow=False), (
             f"charts/nassync/crds/{name} differs from crds/{name}: cp crds/*.yaml charts/nassync/crds/"
+        )
 
 
-@pytest.mark.parametrize("bad", [
-    "replicaCount=abc",                      # wrong type
-    "replicaCount=2",                        # no leader election: at most one operator
-    "unknownKey=1",                          # additionalProperties: false at the top
-    "webhook.unknown=1",                     # ... and in nested objects
-    "logFormat=xml",
-    "watchNamespaces={lab-*}",               # globs cannot get a Role
-    "webhook.certManager.issuerRef.kind=Foo",
-    "image.digest=latest",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "replicaCount=abc",  # wrong type
+        "replicaCount=2",  # no leader election: at most one operator
+        "unknownKey=1",  # additionalProperties: false at the top
+        "webhook.unknown=1",  # ... and in nested objects
+        "logFormat=xml",
+        "watchNamespaces={lab-*}",  # globs cannot get a Role
+        "webhook.certManager.issuerRef.kind=Foo",
+        "image.digest=latest",
+    ],
+)
 def test_values_schema_rejects_bad_values(bad: str) -> None:
     result = helm("template", "nassync", str(CHART), "--set", bad, check=False)
     assert result.returncode != 0, f"--set {bad} was accepted"
@@ -71,16 +79,30 @@ def test_values_schema_rejects_bad_values(bad: str) -> None:
 
 def test_default_render_has_the_documented_objects_and_stable_names() -> None:
     out = docs(render())
-    assert kinds(out) == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
-                                 "Service", "Secret", "ValidatingWebhookConfiguration"])
+    assert kinds(out) == sorted(
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service",
+            "Service",
+            "Secret",
+            "ValidatingWebhookConfiguration",
+        ]
+    )
     # Stable names for release "nassync": the RBAC e2e test binds to these.
     sa = one(out, "ServiceAccount", "nassync-operator")
     assert sa["metadata"]["namespace"] == "nassync-system"
     binding = one(out, "ClusterRoleBinding", "nassync-operator")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": "nassync-operator"}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "nassync-operator",
-                                    "namespace": "nassync-system"}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "nassync-operator",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "nassync-operator", "namespace": "nassync-system"}
+    ]
     one(out, "Deployment", "nassync-operator")
 
 
@@ -99,13 +121,15 @@ def test_watch_namespaces_renders_roles_per_namespace_and_no_cluster_wide_access
     for namespace, role in roles.items():
         assert rule_set(role["rules"]) == NAMESPACED_RULES
         assert bindings[namespace]["roleRef"]["name"] == role["metadata"]["name"]
-        assert bindings[namespace]["subjects"] == [{"kind": "ServiceAccount", "name": "nassync-operator",
-                                                     "namespace": "nassync-system"}]
+        assert bindings[namespace]["subjects"] == [
+            {"kind": "ServiceAccount", "name": "nassync-operator", "namespace": "nassync-system"}
+        ]
     args = operator_main.parse_args(_container(out)["args"])
     assert args.namespace == ["lab-a", "lab-b"]
     hook = one(out, "ValidatingWebhookConfiguration")["webhooks"][0]
     assert hook["namespaceSelector"]["matchExpressions"] == [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["lab-a", "lab-b"]}]
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["lab-a", "lab-b"]}
+    ]
 
 
 def _container(out: list[Doc]) -> Doc:
@@ -115,8 +139,14 @@ def _container(out: list[Doc]) -> Doc:
 
 
 def test_deployment_is_one_restricted_operator_whose_flags_the_operator_accepts() -> None:
-    out = docs(render("moverImage.repository=registry.lab/nassync-mover", "moverImage.tag=7",
-                      "logFormat=text", "nodeSelector.role=infra"))
+    out = docs(
+        render(
+            "moverImage.repository=registry.lab/nassync-mover",
+            "moverImage.tag=7",
+            "logFormat=text",
+            "nodeSelector.role=infra",
+        )
+    )
     deploy = one(out, "Deployment")
     spec = deploy["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
@@ -163,8 +193,7 @@ def test_mover_image_defaults_to_the_operator_image_and_digests_win() -> None:
 
 
 def _webhook_handler_path() -> str:
-    ids = [h.id for h in kopf.get_default_registry()._webhooks.get_all_handlers()
-           if h.fn is webhook.validate_syncjob]
+    ids = [h.id for h in kopf.get_default_registry()._webhooks.get_all_handlers() if h.fn is webhook.validate_syncjob]
     assert len(ids) == 1, ids
     return f"/{ids[0]}"  # kopf routes POST /<handler id> (kopf/_kits/webhooks.py)
 
@@ -176,8 +205,15 @@ def test_webhook_points_at_the_kopf_handler_with_a_certificate_the_ca_signed() -
     hook = config["webhooks"][0]
     assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
     assert hook["admissionReviewVersions"] == ["v1"]
-    assert hook["rules"] == [{"apiGroups": ["nassync.dev"], "apiVersions": ["v1alpha1"], "resources": ["syncjobs"],
-                              "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}]
+    assert hook["rules"] == [
+        {
+            "apiGroups": ["nassync.dev"],
+            "apiVersions": ["v1alpha1"],
+            "resources": ["syncjobs"],
+            "operations": ["CREATE", "UPDATE"],
+            "scope": "Namespaced",
+        }
+    ]
     service_ref = hook["clientConfig"]["service"]
     assert service_ref["path"] == _webhook_handler_path() == "/syncjob-policy"
     service = one(out, "Service", service_ref["name"])
@@ -187,15 +223,17 @@ def test_webhook_points_at_the_kopf_handler_with_a_certificate_the_ca_signed() -
 
     # The Secret the pod mounts holds a certificate for the Service's DNS name,
     # signed by the CA the apiserver is told to trust.
-    secret_name = next(v["secret"]["secretName"] for v in one(out, "Deployment")["spec"]["template"]["spec"]["volumes"]
-                       if v["name"] == "webhook-certs")
+    secret_name = next(
+        v["secret"]["secretName"]
+        for v in one(out, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "webhook-certs"
+    )
     secret = one(out, "Secret", secret_name)
     assert secret["type"] == "kubernetes.io/tls"
     ca = x509.load_pem_x509_certificate(base64.b64decode(hook["clientConfig"]["caBundle"]))
     assert base64.b64decode(secret["data"]["ca.crt"]) == base64.b64decode(hook["clientConfig"]["caBundle"])
     cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert f"{service['metadata']['name']}.lab-ops.svc" in names
     assert cert.issuer == ca.subject
     public = ca.public_key()
@@ -214,20 +252,33 @@ def test_cert_manager_mode_issues_the_mounted_secret_and_injects_the_ca() -> Non
     cert = one(out, "Certificate")
     issuer = one(out, "Issuer")
     assert cert["spec"]["issuerRef"]["name"] == issuer["metadata"]["name"] and "selfSigned" in issuer["spec"]
-    mounted = next(v["secret"]["secretName"] for v in one(out, "Deployment")["spec"]["template"]["spec"]["volumes"]
-                   if v["name"] == "webhook-certs")
+    mounted = next(
+        v["secret"]["secretName"]
+        for v in one(out, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "webhook-certs"
+    )
     assert cert["spec"]["secretName"] == mounted
     config = one(out, "ValidatingWebhookConfiguration")
-    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
-        f"nassync-system/{cert['metadata']['name']}"
+    assert (
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        == f"nassync-system/{cert['metadata']['name']}"
+    )
     assert "caBundle" not in config["webhooks"][0]["clientConfig"]
     assert "nassync-webhook.nassync-system.svc" in cert["spec"]["dnsNames"]
 
-    out = docs(render("webhook.certManager.enabled=true", "webhook.certManager.issuerRef.name=lab-ca",
-                      "webhook.certManager.issuerRef.kind=ClusterIssuer"))
+    out = docs(
+        render(
+            "webhook.certManager.enabled=true",
+            "webhook.certManager.issuerRef.name=lab-ca",
+            "webhook.certManager.issuerRef.kind=ClusterIssuer",
+        )
+    )
     assert not [d for d in out if d["kind"] == "Issuer"]
-    assert one(out, "Certificate")["spec"]["issuerRef"] == {"name": "lab-ca", "kind": "ClusterIssuer",
-                                                            "group": "cert-manager.io"}
+    assert one(out, "Certificate")["spec"]["issuerRef"] == {
+        "name": "lab-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
 
 
 def test_webhook_disabled_renders_no_webhook_objects_and_no_flags() -> None:
@@ -253,13 +304,20 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("sets", [
-    (),
-    ("webhook.enabled=false",),
-    ALL_TOGGLES,
-    ("webhook.certManager.enabled=true", "webhook.certManager.issuerRef.name=lab-ca",
-     "webhook.certManager.issuerRef.kind=ClusterIssuer"),
-], ids=["defaults", "no-webhook", "all-toggles", "cert-manager-cluster-issuer"])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        (),
+        ("webhook.enabled=false",),
+        ALL_TOGGLES,
+        (
+            "webhook.certManager.enabled=true",
+            "webhook.certManager.issuerRef.name=lab-ca",
+            "webhook.certManager.issuerRef.kind=ClusterIssuer",
+        ),
+    ],
+    ids=["defaults", "no-webhook", "all-toggles", "cert-manager-cluster-issuer"],
+)
 def test_rendered_chart_is_accepted_by_the_apiserver(ns: Kubectl, stub_crds: Kubectl, sets: tuple[str, ...]) -> None:
     # ServiceMonitor, PrometheusRule, Certificate and Issuer validate against the
     # stub CRDs of tests/ship/conftest.py (the local cluster has neither
@@ -277,11 +335,16 @@ def test_watch_namespaces_render_is_accepted_by_the_apiserver(ns: Kubectl, clust
     assert ns.namespace
     # A release name of its own: a real install of release "nassync" may exist on a shared cluster.
     release = f"ship-{ns.namespace}"
-    text = render(f"watchNamespaces={{{ns.namespace},default}}", "dashboards.enabled=true",
-                  namespace=ns.namespace, release=release)
+    text = render(
+        f"watchNamespaces={{{ns.namespace},default}}",
+        "dashboards.enabled=true",
+        namespace=ns.namespace,
+        release=release,
+    )
     result = cluster("apply", "--dry-run=server", "-f", "-", input=text)
     lines = result.splitlines()
     assert lines.count(f"role.rbac.authorization.k8s.io/{release}-nassync-operator created (server dry run)") == 2
-    assert lines.count(f"rolebinding.rbac.authorization.k8s.io/{release}-nassync-operator created (server dry run)") \
-        == 2
+    assert (
+        lines.count(f"rolebinding.rbac.authorization.k8s.io/{release}-nassync-operator created (server dry run)") == 2
+    )
     assert result.count("(server dry run)") == len(docs(text))
