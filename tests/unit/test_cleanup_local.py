@@ -76,7 +76,6 @@ def test_without_retain_cache_the_run_dir_is_gone_and_siblings_survive(
     ("mutate", "reason"),
     [
         (lambda run: (run / "raw" / "late.tif").write_bytes(b"new"), "not in the manifest"),
-        (lambda run: (run / "raw" / "img_0001.tif").unlink(), "missing locally"),
         (lambda run: (run / "raw" / "img_0002.tif").write_bytes(b"c" * 2000), "changed"),
         (lambda run: (run / "empty").write_bytes(b"now not empty"), "changed"),
         (lambda run: os.mkfifo(run / "raw" / "pipe"), "special files"),
@@ -93,11 +92,18 @@ def test_any_difference_refuses_and_deletes_nothing(
     assert tree(run) == before
 
 
-def test_manifest_with_extra_entry_refuses(run: Path, digests: dict[str, str]) -> None:
-    with pytest.raises(CleanupRefused, match="missing locally"):
-        delete_run_data(
-            run, cache_dir_name=CACHE, manifest={**digests, "ghost": "0" * 64}, retain_cache=True
-        )
+def test_files_already_gone_do_not_stop_a_resumed_cleanup(run: Path, digests: dict[str, str]) -> None:
+    # A cleanup killed part way left some files deleted; the next attempt (after a
+    # fresh remote verify of the whole manifest) deletes the rest.
+    (run / "raw" / "img_0001.tif").unlink()
+    summary = delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=True)
+    assert summary.files_deleted == len(digests) - 1
+    assert not (run / "raw").exists()
+
+
+def test_manifest_none_of_whose_files_is_here_refuses(run: Path, digests: dict[str, str]) -> None:
+    with pytest.raises(CleanupRefused, match="none of the manifest"):
+        delete_run_data(run, cache_dir_name=CACHE, manifest={"ghost": "0" * 64}, retain_cache=True)
     assert (run / "raw" / "img_0001.tif").exists()
 
 

@@ -435,9 +435,11 @@ ROWS = [
         ),
     ),
     Row(
-        "cleanup-network-failure-retries-via-push",
+        # Retried as a cleanup after the backoff, never as a push: a cleanup
+        # killed part way must not rewrite the manifest from a partly deleted run.
+        "cleanup-network-failure-retries-the-cleanup",
         job(status={**VERIFIED_LONG_AGO, "phase": "Cleaning", **running("cleanup", 5)}),
-        "Queued",
+        "Verified",
         children=child("cleanup", 5, failure("cleanup", "Network")),
         events=("CleanupFailed", "Retrying"),
         fields={"verify_passes": 2, "attempts": 1},

@@ -454,8 +454,17 @@ def _failed(run: _Run, *, step: Step, kind: ErrorKind, message: str, result: Mov
         run.condition(cond.FAILED, "True", str(kind), text)
         run.set_phase(Phase.FAILED, reason="Failed", message=text, type_="Warning")
         return
-    # A gate is retried as a gate: skipping it would push an unchecked run.
-    back_to = Phase.PENDING if step == "gate" else Phase.QUEUED
+    # A gate is retried as a gate: skipping it would push an unchecked run. A
+    # cleanup that could not finish (NAS unreachable, pod killed part way) is
+    # retried as a cleanup: pushing again would rewrite the manifest from a run
+    # that may already be partly deleted.
+    # (A mismatch still pushes again: the NAS copy is what needs repair then.)
+    if step == "gate":
+        back_to = Phase.PENDING
+    elif step == "cleanup" and kind is not ErrorKind.HASH_MISMATCH:
+        back_to = Phase.VERIFIED
+    else:
+        back_to = Phase.QUEUED
     status.next_attempt_at = (
         run.now + timedelta(seconds=outcome.delay_seconds) if outcome.verdict is Verdict.RETRY else None
     )
@@ -585,7 +594,8 @@ def _advance(run: _Run) -> None:
         # Cleaning without a running mover only follows a hand-edited status:
         # fall back to Verified, which re-checks every interlock.
         run.set_phase(Phase.VERIFIED, reason="Resumed", message="re-checking cleanup interlocks")
-        _audit(run)
+        if _due(run):  # a failed cleanup waits out its backoff
+            _audit(run)
 
 
 def _due(run: _Run) -> bool:

@@ -5,7 +5,7 @@ delete". The caller has already proven the NAS copy against the manifest
 (remote final verify, immediately before calling us); this module proves the
 *local* side: it re-hashes the run and refuses, deleting nothing, unless the
 local tree is exactly the manifest — no file the manifest does not know (it
-would never have been copied), none missing, no digest changed, no FIFO or
+would never have been copied), no digest changed, no FIFO or
 device nobody accounted for.
 
 Deletion itself never follows a symlink: every directory is opened with
@@ -89,9 +89,14 @@ def _prove_local(run_dir: Path, *, cache_dir_name: str, manifest: Mapping[str, s
     except OSError as exc:
         raise CleanupRefused(f"could not re-hash the local run: {exc}") from exc
     result = compare(manifest, local.digests())
+    if len(result.missing) == len(manifest):
+        raise CleanupRefused("none of the manifest's files is here; refusing to delete against it")
+    # Files of the manifest that are already gone are not a reason to refuse: the
+    # caller has just verified the whole manifest on the NAS, and deleting fewer
+    # files is never unsafe. This is what lets a cleanup that stopped part way
+    # (pod killed) finish on a later attempt instead of re-pushing a shrunken run.
     problems = [
         (result.extra, "not in the manifest (never proven on the NAS)"),
-        (result.missing, "in the manifest but missing locally"),
         (result.differing, "changed since the manifest was written"),
         (local.special, "special files (FIFO/socket/device) not in the manifest"),
     ]
