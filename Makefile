@@ -54,8 +54,15 @@ cluster-down: venv
 cluster-env: venv
 	@$(CLUSTER) cluster-env
 
-run: cluster-up
-	@eval "$$($(CLUSTER) cluster-env)"; kubectl apply -f crds/ && $(VENV)/bin/nassync-operator --metrics-port $${METRICS_PORT:-8080}
+# The operator in the foreground against $KUBECONFIG (the local cluster when unset).
+run: venv
+	@user_kubeconfig="$$KUBECONFIG"; \
+	if [ -z "$$user_kubeconfig" ]; then $(MAKE) -s cluster-up; fi; \
+	eval "$$($(CLUSTER) cluster-env)"; \
+	if [ -n "$$user_kubeconfig" ]; then export KUBECONFIG="$$user_kubeconfig"; fi; \
+	echo ">> KUBECONFIG=$$KUBECONFIG"; \
+	kubectl apply -f crds/ && exec $(VENV)/bin/nassync-operator --metrics-port $${METRICS_PORT:-8080} \
+	  --health-port $${HEALTH_PORT:-8081} --log-format $${LOG_FORMAT:-text}
 
 demo: deps
 	$(PY) -m nassync_dev.demo

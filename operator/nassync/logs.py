@@ -47,3 +47,5 @@ def configure_logging(*, fmt: str = "json", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # kopf's own debug chatter is noise at INFO; keep its warnings.
     logging.getLogger("kopf").setLevel(max(logging.INFO, root.level))
+    # Our watch handlers only wake the reconciler; a line per event is noise.
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, root.level))
