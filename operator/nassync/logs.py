@@ -13,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+_PLAIN = (str, int, float, bool, list, dict, type(None))
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -29,7 +30,9 @@ class JsonFormatter(logging.Formatter):
             out["syncjob" if ref.get("kind") == "SyncJob" else "object"] = (
                 f"{ref.get('namespace', '')}/{ref['name']}")
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("k8s_") and key not in out:
+            # Only plain values: kopf attaches whole objects (its settings) to records.
+            if (key not in _STANDARD and not key.startswith("k8s_") and key not in out
+                    and key != "settings" and isinstance(value, _PLAIN)):
                 out[key] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)

@@ -271,9 +271,13 @@ class Reconciler:
             updated = {**body, "status": new_status}
             if not self.kube.replace_syncjob_status(updated):
                 return created, 0.5  # conflict: someone changed the object; decide again
+        ref = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
         for action in decision.actions:
             if isinstance(action, EmitEvent):
                 self.kube.emit_event(body, type_=action.type, reason=action.reason, message=action.message)
+                level = logging.WARNING if action.type == "Warning" else logging.INFO
+                log.log(level, action.message, extra={"syncjob": ref, "reason": action.reason,
+                                                      "phase": str(status.phase)})
         metrics.observe_transition(body, job, status)
         return created, delay
 
