@@ -8,6 +8,7 @@ and local data is gone only when the test expects cleanup.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -93,6 +94,11 @@ def test_run_goes_all_the_way_to_cleaned(transport: str, ns: Kubectl, operator: 
     assert scraped[("nassync_oldest_unverified_run_seconds", _key(labels))] == 0
     assert scraped[("nassync_step_duration_seconds_count", _key({**labels, "step": "push"}))] == 1
     assert scraped.get(("nassync_failures_total", _key({**labels, "kind": "Network"})), 0) == 0
+
+    # The operator's JSON log tells the same story, each line naming the SyncJob.
+    lines = [json.loads(line) for line in operator.log_path.read_text().splitlines() if line.startswith("{")]
+    mine = [r for r in lines if r.get("syncjob") == f"{ns.namespace}/run-1"]
+    assert {"PushStarted", "Verified", "Cleaned"} <= {r.get("reason") for r in mine}
 
 
 def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
