@@ -36,8 +36,9 @@ from urllib.parse import parse_qs, urlparse
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from nassync_dev.binaries import REPO
 from nassync_dev.podspec import NodeInfo, NotReady, PodEnvironment, expand
-from nassync_dev.sandbox import Mount, bwrap_argv
+from nassync_dev.sandbox import Mount, bwrap_argv, hidden_host_dirs
 
 log = logging.getLogger("process-node")
 _MAX_TERMINATION_MESSAGE = 4096
@@ -224,7 +225,8 @@ class PodRunner(threading.Thread):
             raise NotReady(f"container {c['name']!r} has no command: the process node cannot run "
                            "an image's entrypoint")
         term_in_pod = c.get("terminationMessagePath") or "/dev/termination-log"
-        mounts = [*env.mounts(c, sources), Mount(str(term), term_in_pod)]
+        mounts = [*env.mounts(c, sources), Mount(str(term), term_in_pod),
+                  *(Mount(path, path, True) for path in self.agent.info.host_binds)]
         run_as, groups = env.identity(c)
         argv = bwrap_argv(command=command, mounts=mounts, working_dir=c.get("workingDir"),
                           run_as=run_as, supplemental_groups=groups)
@@ -349,7 +351,8 @@ class ProcessNode:
         host = urlparse(client.Configuration.get_default_copy().host)
         self.info = NodeInfo(name=name, apiserver_host=host.hostname or "127.0.0.1",
                              apiserver_port=host.port or 443,
-                             extra_path=os.path.dirname(sys.executable))
+                             extra_path=os.path.dirname(sys.executable),
+                             host_binds=hidden_host_dirs([sys.prefix, str(REPO)]))
         self.name = name
         self.state_dir = state_dir
         self.pods_dir = state_dir / "pods"

@@ -34,6 +34,9 @@ class NodeInfo:
     apiserver_host: str
     apiserver_port: int
     extra_path: str  # host binaries stand in for the image's
+    # Host directories the stand-in binaries live in that the sandbox would
+    # otherwise hide (a checkout under /tmp): bound read-only at the same path.
+    host_binds: tuple[str, ...] = ()
 
 
 def _get(obj: Any, *path: str) -> Any:

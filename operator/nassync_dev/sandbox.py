@@ -31,6 +31,17 @@ class Mount:
     read_only: bool = False
 
 
+def hidden_host_dirs(paths: Iterable[str]) -> tuple[str, ...]:
+    """Those of `paths` that the sandbox's private /tmp, /run, ... would hide."""
+    hidden = []
+    for path in paths:
+        real = os.path.realpath(path)
+        parts = PurePosixPath(real).parts
+        if len(parts) > 1 and parts[1] in _PRIVATE and real not in hidden:
+            hidden.append(real)
+    return tuple(hidden)
+
+
 def _bind_tree(host_dir: str, inside: str, keep_out: set[str], args: list[str]) -> None:
     """Mirror `host_dir` at `inside` entry by entry, except names in keep_out."""
     try:
