@@ -246,3 +246,10 @@ def test_suspend_holds_a_job_and_resume_lets_it_finish(
     status = ns.get("syncjob", "run-s")["status"]
     assert status["phase"] == "Verified"  # cleanup disabled: the run stays, verified
     assert (source / RUN / "a.txt").read_bytes() == b"a\n"
+
+    # A verify pass on request: the annotation, then one more pass.
+    passes = status["verifyPasses"]
+    ns("annotate", "syncjob", "run-s", "nassync.dev/verify=audit-1", "--overwrite")
+    eventually(lambda: ns.get("syncjob", "run-s")["status"]["verifyPasses"] == passes + 1,
+               what="a verify pass after the nassync.dev/verify annotation")
+    assert len(_movers(ns, "verify")) == passes + 1
