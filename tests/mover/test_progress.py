@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
+from nassync.mover.manifest import build_manifest
 from nassync.mover.progress import ProgressReporter
+from nassync.mover.verify import VerifyProgress
 from nassync.movers.base import TransferProgress
 
 
@@ -51,3 +54,27 @@ def test_finish_without_samples_writes_nothing() -> None:
     out = io.StringIO()
     ProgressReporter(step="push", stream=out).finish()
     assert out.getvalue() == ""
+
+
+def test_verify_progress_is_local_rehash_then_remote_half(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "raw").mkdir(parents=True)
+    for i in range(20):
+        (run / "raw" / f"f{i}.bin").write_bytes(b"x" * (i + 1) * 1000)
+    total = sum((i + 1) * 1000 for i in range(20))
+    out = io.StringIO()
+    progress = VerifyProgress(ProgressReporter(step="verify", stream=out, min_interval=0.0))
+    seen: list[tuple[int, int]] = []
+
+    def spy(done: int, all_bytes: int) -> None:
+        seen.append((done, all_bytes))
+        progress.local(done, all_bytes)
+
+    build_manifest(run, cache_dir_name=".cache", on_progress=spy)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never goes backwards
+    assert seen[-1] == (total, total)
+    progress.remote_done()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert all(r["step"] == "verify" and r["totalBytes"] == 2 * total for r in lines)
+    assert lines[-2]["percent"] == 50.0  # local half done, the NAS's hashes still to come
+    assert lines[-1]["percent"] == 100.0

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -225,8 +226,7 @@ def test_serialise_parse_round_trip(entries: dict[str, str]) -> None:
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_component, min_size=1, max_size=6, unique=True))
 def test_arbitrary_names_hash_and_check_with_sha256sum(tmp_path: Path, names: list[str]) -> None:
-    run = tmp_path / f"run{abs(hash(tuple(names)))}"
-    run.mkdir()
+    run = Path(tempfile.mkdtemp(dir=tmp_path))  # hypothesis replays examples: never reuse a dir
     for i, name in enumerate(names):
         (run / name).write_bytes(str(i).encode())
     manifest = build_manifest(run, cache_dir_name=CACHE)

@@ -299,7 +299,7 @@ class Reconciler:
             return PROGRESS_INTERVAL
         record = latest_progress(self.kube.pod_log_tail(body["metadata"]["namespace"],
                                                         running[0]["metadata"]["name"]))
-        if record is not None and mover.step == "push":
+        if record is not None and record.get("step") == mover.step:
             transfer = status.transfer or TransferStatus()
             status.transfer = transfer.model_copy(update={"progress": _progress_model(record)})
         return PROGRESS_INTERVAL

@@ -22,7 +22,8 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,8 +167,17 @@ def hash_file(path: str | os.PathLike[str]) -> Entry:
     return Entry(sha256=hasher.hexdigest(), size=size)
 
 
-def build_manifest(run_dir: Path, *, cache_dir_name: str, workers: int | None = None) -> Manifest:
+def build_manifest(
+    run_dir: Path,
+    *,
+    cache_dir_name: str,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Manifest:
     """Hash every regular file of the run in parallel (cache dir and symlinks excluded).
+
+    `on_progress(done_bytes, total_bytes)` is called after each file (from the
+    hashing threads), so a long re-hash can report progress.
 
     Raises FileNotFoundError when the run or a file vanishes while hashing: the
     caller maps that to LocalVanished rather than recording a partial manifest.
@@ -177,8 +187,21 @@ def build_manifest(run_dir: Path, *, cache_dir_name: str, workers: int | None = 
     ordered = sorted(walk.files, key=lambda item: item[1], reverse=True)
     base = os.fspath(run_dir)
     paths = [os.path.join(base, rel) for rel, _ in ordered]
+    total = sum(size for _, size in ordered)
+    done = 0
+    lock = threading.Lock()
+
+    def hash_and_report(path: str) -> Entry:
+        nonlocal done
+        entry = hash_file(path)
+        if on_progress is not None:
+            with lock:
+                done += entry.size
+                on_progress(done, total)
+        return entry
+
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        hashed = list(pool.map(hash_file, paths))
+        hashed = list(pool.map(hash_and_report, paths))
     entries = {rel: entry for (rel, _), entry in zip(ordered, hashed, strict=True)}
     return Manifest(
         entries=MappingProxyType(dict(sorted(entries.items(), key=lambda kv: _sort_key(kv[0])))),

@@ -18,6 +18,7 @@ is this same comparison.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,8 @@ from nassync.mover.gate import latest_revocation, run_dir_of
 from nassync.mover.logs import MoverLog
 from nassync.mover.manifest import build_manifest, compare, read_manifest, serialise
 from nassync.mover.outcome import StepFailed, examples, fail
-from nassync.movers.base import TransportError, resolve_method, transport_for
+from nassync.mover.progress import ProgressReporter
+from nassync.movers.base import TransferProgress, TransportError, resolve_method, transport_for
 
 _EXAMPLES = 5
 
@@ -69,10 +71,34 @@ def load_manifest(run_dir: Path, params: MoverParams) -> tuple[dict[str, str], M
     return manifest, summary
 
 
-def local_changes(run_dir: Path, params: MoverParams, manifest: Mapping[str, str]) -> tuple[list[str], int]:
+class VerifyProgress:
+    """Progress of a verify: the local re-hash is the first half, the NAS's hashes the second.
+
+    The remote half arrives in one piece (one `sha256sum` listing or one
+    download stream), so it is reported when it is done rather than guessed.
+    """
+
+    def __init__(self, reporter: ProgressReporter | None = None) -> None:
+        self.reporter = reporter or ProgressReporter(step="verify")
+        self.started = time.monotonic()
+        self.total = 0
+
+    def local(self, done: int, total: int) -> None:
+        self.total = total
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        self.reporter.update(TransferProgress(bytes=done, total_bytes=2 * total, bytes_per_second=done / elapsed))
+
+    def remote_done(self) -> None:
+        self.reporter.update(TransferProgress(bytes=2 * self.total, total_bytes=2 * self.total))
+        self.reporter.finish()
+
+
+def local_changes(run_dir: Path, params: MoverParams, manifest: Mapping[str, str],
+                  progress: VerifyProgress | None = None) -> tuple[list[str], int]:
     """Relpaths that differ between the run on disk and the manifest, and the local bytes."""
     try:
-        local = build_manifest(run_dir, cache_dir_name=params.cache_dir_name)
+        local = build_manifest(run_dir, cache_dir_name=params.cache_dir_name,
+                               on_progress=progress.local if progress else None)
     except FileNotFoundError as exc:
         return [str(exc.filename or "?")], 0
     result = compare(manifest, local.digests())
@@ -123,7 +149,8 @@ def verify(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
     except StepFailed as exc:
         exc.partial.setdefault("last_revocation_at", revoked)
         raise
-    changed, local_bytes = local_changes(run_dir, params, manifest)
+    progress = VerifyProgress()
+    changed, local_bytes = local_changes(run_dir, params, manifest, progress)
     if changed:
         log.warning("local run changed since the push", files=len(changed), examples=changed[:5])
         return MoverResult(
@@ -139,6 +166,7 @@ def verify(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
     except StepFailed as exc:
         exc.partial.update(manifest=summary, last_revocation_at=revoked)
         raise
+    progress.remote_done()
     set_sync_status(run_dir, cache_dir_name=params.cache_dir_name, status="synced")
     log.info("verified", files=len(manifest), method=checked.method)
     return MoverResult(step="verify", ok=True, manifest=summary, verify=checked, lastRevocationAt=revoked)
