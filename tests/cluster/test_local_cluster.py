@@ -239,3 +239,67 @@ def test_kubectl_reports_the_pinned_release(cluster: Kubectl) -> None:
     version = json.loads(cluster("version", "-o", "json"))
     assert version["serverVersion"]["gitVersion"].startswith("v1.35.")
     assert version["clientVersion"]["gitVersion"] == version["serverVersion"]["gitVersion"]
+
+
+def test_pod_volumes_env_and_working_dir_like_a_kubelet(ns: Kubectl, tmp_path: Path) -> None:
+    """PVC bound to a hostPath PV, configMap volume and env, emptyDir shared with an
+    init container, args, workingDir and a custom terminationMessagePath."""
+    pv_dir = tmp_path / "pv"
+    pv_dir.mkdir()
+    (pv_dir / "existing.txt").write_text("on the volume\n")
+    pv_name = f"pv-{ns.namespace}"
+    ns.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+              "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                       "storageClassName": "manual", "hostPath": {"path": str(pv_dir)},
+                       "claimRef": {"namespace": ns.namespace, "name": "acq"}}})
+    ns.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "acq"},
+              "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+                       "resources": {"requests": {"storage": "1Gi"}}}})
+    ns.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+              "data": {"mode": "fast", "greeting.txt": "hello\n"}})
+    script = ('test "$(cat /cfg/greeting.txt)" = hello && test "$MODE" = fast && test "$(pwd)" = /work '
+              '&& test "$(cat /scratch/from-init)" = init && test "$1" = first-arg '
+              '&& cat /pvc/existing.txt > /pvc/copied.txt && printf done > /tmp/msg')
+    ns.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kubelet-like"}, "spec": {
+        "restartPolicy": "Never",
+        "volumes": [{"name": "pvc", "persistentVolumeClaim": {"claimName": "acq"}},
+                    {"name": "cfg", "configMap": {"name": "settings", "items": [
+                        {"key": "greeting.txt", "path": "greeting.txt"}]}},
+                    {"name": "scratch", "emptyDir": {}}, {"name": "work", "emptyDir": {}}],
+        "initContainers": [{"name": "init", "image": "x", "command": ["sh", "-c", "echo init > /scratch/from-init"],
+                            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+        "containers": [{"name": "main", "image": "x", "command": ["sh", "-c", script, "sh"], "args": ["first-arg"],
+                        "workingDir": "/work", "terminationMessagePath": "/tmp/msg",
+                        "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings",
+                                                                                   "key": "mode"}}}],
+                        "volumeMounts": [{"name": "pvc", "mountPath": "/pvc"},
+                                         {"name": "cfg", "mountPath": "/cfg", "readOnly": True},
+                                         {"name": "scratch", "mountPath": "/scratch"},
+                                         {"name": "work", "mountPath": "/work"}]}]}})
+    try:
+        state = eventually(lambda: (ns.get("pod", "kubelet-like").get("status", {}).get("containerStatuses")
+                                    or [{}])[0].get("state", {}).get("terminated"),
+                           timeout=90, what="pod kubelet-like terminated")
+        assert state["exitCode"] == 0, ns("logs", "kubelet-like")
+        assert state["message"] == "done"
+        assert (pv_dir / "copied.txt").read_text() == "on the volume\n"
+    finally:
+        ns("delete", "pod", "kubelet-like", "--wait=true")
+        ns("delete", "pvc", "acq", "--wait=false")
+        ns.run("delete", "pv", pv_name, "--wait=false", check=False)
+
+
+def test_cluster_up_is_idempotent_and_down_leaves_no_process(tmp_path: Path) -> None:
+    from nassync_dev.cluster import LocalCluster, _alive
+
+    local = LocalCluster(tmp_path / "second")
+    local.up()
+    try:
+        first = json.loads((tmp_path / "second" / "cluster.json").read_text())["pids"]
+        assert local.is_up()
+        local.up()  # reuses the running cluster
+        assert json.loads((tmp_path / "second" / "cluster.json").read_text())["pids"] == first
+    finally:
+        local.down()
+    assert not any(_alive(pid) for pid in first.values()), first
+    assert not local.is_up()
