@@ -27,6 +27,11 @@ Three rules worth seeing at a glance:
 - a cleanup mover needs a `CleanupPermit`, which only `interlocks.permit()`
   issues (see `_try_cleanup`), and `CreateMoverJob` refuses a cleanup without one;
 - `status.attempts` never exceeds the target's `retry.maxAttempts`.
+
+Why one module of ~750 lines: every transition reads and writes the same
+working status, and a reader checking "can this path delete data?" should be
+able to follow it top to bottom without hopping files. Its parts that stand
+alone (names, backoff, conditions, interlocks, actions) live beside it.
 """
 
 from __future__ import annotations
