@@ -14,8 +14,9 @@ wire, which is what `metav1.Time` looks like and what `kubectl` prints.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -110,3 +111,42 @@ class LocalObjectReference(ApiModel):
 def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
     """The condition of the given type, if present (types are unique per object)."""
     return next((c for c in conditions if c.type == type_), None)
+
+
+def plain(value: Any) -> Any:
+    """Deep-copy a Mapping/sequence tree (e.g. a kopf Body) into dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+class ResourceModel(ApiModel):
+    """A whole object as the apiserver returns it; subclasses add `kind`, `spec`, `status`.
+
+    `from_body` treats a missing or null status as empty. Unknown fields are
+    ignored (written by a newer operator); a known field with a wrong type still
+    raises, because guessing at the operator's own memory could, e.g., reset
+    verifyPasses.
+    """
+
+    api_version: str = API_VERSION
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Self:
+        data = plain(body)
+        if not isinstance(data.get("status"), dict):
+            data["status"] = {}
+        data.setdefault("kind", cls.model_fields["kind"].default)
+        data.setdefault("apiVersion", API_VERSION)
+        return cls.model_validate(data)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))

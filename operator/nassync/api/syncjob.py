@@ -15,23 +15,21 @@ the webhook and the tests; `check_run_path` is the one implementation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from nassync.api import mover_io
 from nassync.api.common import (
-    API_VERSION,
     MAX_CONDITIONS,
     ApiModel,
     Condition,
     LocalObjectReference,
+    ResourceModel,
     Timestamp,
     find_condition,
 )
-from nassync.api.target import plain
 
 KIND = "SyncJob"
 PLURAL = "syncjobs"
@@ -231,37 +229,12 @@ class SyncJobStatus(ApiModel):
         return find_condition(self.conditions, type_)
 
 
-class SyncJob(ApiModel):
+class SyncJob(ResourceModel):
     """A whole SyncJob object as the apiserver returns it."""
 
-    api_version: str = API_VERSION
     kind: Literal["SyncJob"] = "SyncJob"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: SyncJobSpec
     status: SyncJobStatus = Field(default_factory=SyncJobStatus)
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> SyncJob:
-        """Load an object from the apiserver/kopf; a missing or null status is empty.
-
-        Unknown fields anywhere are ignored (written by a newer operator);
-        a known field with a wrong type still raises, because guessing at the
-        operator's own memory could, e.g., reset verifyPasses.
-        """
-        data = plain(body)
-        if not isinstance(data.get("status"), dict):
-            data["status"] = {}
-        data.setdefault("kind", KIND)
-        data.setdefault("apiVersion", API_VERSION)
-        return cls.model_validate(data)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", ""))
 
     @property
     def uid(self) -> str:

@@ -14,14 +14,12 @@ already-stored object would wedge the operator instead of reporting.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from nassync.api import mover_io
 from nassync.api.common import (
-    API_VERSION,
     DNS1123_SUBDOMAIN_MAX,
     DNS1123_SUBDOMAIN_PATTERN,
     MAX_CONDITIONS,
@@ -31,6 +29,7 @@ from nassync.api.common import (
     Condition,
     Duration,
     LocalObjectReference,
+    ResourceModel,
     find_condition,
 )
 from nassync.api.durations import parse_duration
@@ -365,38 +364,9 @@ class SyncTargetStatus(ApiModel):
         return find_condition(self.conditions, type_)
 
 
-def plain(value: Any) -> Any:
-    """Deep-copy a Mapping/sequence tree (e.g. a kopf Body) into dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
-class SyncTarget(ApiModel):
+class SyncTarget(ResourceModel):
     """A whole SyncTarget object as the apiserver returns it."""
 
-    api_version: str = API_VERSION
     kind: Literal["SyncTarget"] = "SyncTarget"
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: SyncTargetSpec
     status: SyncTargetStatus = Field(default_factory=SyncTargetStatus)
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> SyncTarget:
-        """Load an object from the apiserver/kopf; a missing or null status is empty."""
-        data = plain(body)
-        if not isinstance(data.get("status"), dict):
-            data["status"] = {}
-        data.setdefault("kind", KIND)
-        data.setdefault("apiVersion", API_VERSION)
-        return cls.model_validate(data)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", ""))

@@ -24,8 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from nassync.api.common import plain
 from nassync.api.syncjob import SyncJobSpec, check_run_path
-from nassync.api.target import SyncTargetSpec, plain
+from nassync.api.target import SyncTargetSpec
 
 # Gate rules a user may acknowledge in spec.overrides. Kept here (not in the
 # mover's gate module) because it is part of the API: the webhook must refuse
