@@ -253,3 +253,26 @@ def test_suspend_holds_a_job_and_resume_lets_it_finish(
     eventually(lambda: ns.get("syncjob", "run-s")["status"]["verifyPasses"] == passes + 1,
                what="a verify pass after the nassync.dev/verify annotation")
     assert len(_movers(ns, "verify")) == passes + 1
+
+
+def test_deleting_a_syncjob_with_the_operator_down_deletes_no_data(
+        ns: Kubectl, operator: OperatorProcess, sftp_nas: RcloneSftpNas, tmp_path: Path) -> None:
+    source = tmp_path / "acq"
+    files = _files(2, 10_000)
+    run = write_run(source, RUN, files)
+    rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=f"{ns.namespace}/runs",
+                  spec={"cleanup": {"enabled": False}})
+    ns.apply(syncjob("run-d", "scope", RUN))
+    wait_phase(ns, "run-d", "Verified")
+    assert _movers(ns)
+    operator.stop()
+    try:
+        # No finalizer: the delete completes without the operator.
+        ns("delete", "syncjob", "run-d", "--timeout=30s")
+        assert not ns.exists("syncjob", "run-d")
+        eventually(lambda: not _movers(ns), timeout=90, what="mover Jobs garbage-collected with their owner")
+    finally:
+        operator.start()
+    assert _local_intact(run, files)
+    on_nas = tree(sftp_nas.root / ns.namespace / "runs" / RUN)
+    assert all(_sha(on_nas[rel]) == _sha(data) for rel, data in files.items())
