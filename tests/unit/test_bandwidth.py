@@ -407,3 +407,27 @@ def test_real_rclone_accepts_a_busy_timetable(tmp_path: Path) -> None:
     if before == after:  # no slot boundary passed while rclone started
         started = f"Starting bandwidth limiter at {before}Ki Byte/s" in result.stderr
         assert started is (before != 0), result.stderr
+
+
+def test_next_change_is_the_first_minute_the_limit_differs() -> None:
+    from nassync.core.bandwidth import next_change
+
+    bw = Bandwidth.model_validate({"timeZone": "Europe/Berlin", "defaultKiBps": 0, "windows": [
+        {"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "start": "08:00", "end": "18:00", "limitKiBps": 6400}]})
+    monday_10_berlin = datetime(2026, 11, 30, 9, 0, 30, tzinfo=UTC)
+    assert next_change(bw, monday_10_berlin) == datetime(2026, 11, 30, 17, 0, tzinfo=UTC)  # 18:00 Berlin
+    friday_evening = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
+    assert next_change(bw, friday_evening) == datetime(2026, 12, 7, 7, 0, tzinfo=UTC)  # Monday 08:00 Berlin
+    assert next_change(Bandwidth.model_validate({"defaultKiBps": 100}), monday_10_berlin) is None
+
+
+def test_next_change_across_a_dst_switch() -> None:
+    from nassync.core.bandwidth import next_change
+
+    bw = Bandwidth.model_validate({"timeZone": "Europe/Berlin", "windows": [
+        {"days": ["Sun"], "start": "04:00", "end": "05:00", "limitKiBps": 10}]})
+    # 2026-03-29: Berlin jumps from 02:00 CET to 03:00 CEST; 04:00 CEST is 02:00 UTC.
+    before = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    change = next_change(bw, before)
+    assert change == datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
+    assert limit_at(bw, change) == 10

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nassync.api.mover_io import Bandwidth, BandwidthWindow
@@ -117,6 +117,25 @@ def limit_at(bw: Bandwidth, when: datetime) -> int:
     windows = _checked(bw)
     local = when.astimezone(ZoneInfo(bw.time_zone))
     return _limit_at_minute(windows, bw.default_kibps, minute_of_week(local))
+
+
+def next_change(bw: Bandwidth, when: datetime) -> datetime | None:
+    """The first minute boundary after `when` at which the limit differs; None if it never does.
+
+    Tools without a timetable (rsync) are restarted there with the new limit.
+    """
+    limits = weekly_limits(bw)
+    if len(set(limits)) == 1:
+        return None
+    zone = ZoneInfo(bw.time_zone)
+    start = when.astimezone(UTC).replace(second=0, microsecond=0)
+    current = limit_at(bw, when)
+    # Walk in UTC minutes so DST jumps in the local zone cannot skip or repeat a step.
+    for step in range(1, MINUTES_PER_WEEK + 2 * 60 + 1):
+        candidate = start + timedelta(minutes=step)
+        if limits[minute_of_week(candidate.astimezone(zone))] != current:
+            return candidate
+    return None
 
 
 def weekly_limits(bw: Bandwidth) -> list[int]:

@@ -22,10 +22,11 @@ import signal
 import stat
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -37,7 +38,7 @@ from nassync.api.mover_io import (
     MoverResult,
     TransferSummary,
 )
-from nassync.core.bandwidth import limit_at
+from nassync.core.bandwidth import limit_at, next_change
 from nassync.mover.gate import run_dir_of
 from nassync.mover.logs import MoverLog
 from nassync.mover.manifest import Manifest, atomic_write_bytes, build_manifest, write_manifest
@@ -52,6 +53,7 @@ _TAIL_LINES = 400  # stderr lines kept for classification
 class RunOutcome:
     returncode: int
     lines: tuple[str, ...]  # non-progress output lines, oldest first (bounded)
+    stopped_at_deadline: bool = False  # ended by us at `stop_at`, to be run again
 
 
 def _pump(stream: IO[bytes], name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
@@ -85,8 +87,13 @@ def _forward_sigterm(proc: subprocess.Popen[bytes]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_with_progress(command: Command, *, transport: Transport, reporter: ProgressReporter) -> RunOutcome:
-    """Run the transfer, feeding progress lines to `reporter`, keeping the rest for errors."""
+def run_with_progress(command: Command, *, transport: Transport, reporter: ProgressReporter,
+                      stop_at: float | None = None) -> RunOutcome:
+    """Run the transfer, feeding progress lines to `reporter`, keeping the rest for errors.
+
+    With `stop_at` (a time.monotonic() deadline), a transfer still running then
+    is ended with SIGTERM and the outcome says so, for the caller to restart it.
+    """
     try:
         proc = subprocess.Popen(
             list(command.argv),
@@ -103,6 +110,14 @@ def run_with_progress(command: Command, *, transport: Transport, reporter: Progr
         threading.Thread(target=_pump, args=(stream, name, lines), daemon=True).start()
     tail: deque[str] = deque(maxlen=_TAIL_LINES)
     open_streams = 2
+    deadline_hit = threading.Event()
+    finished = threading.Event()
+    if stop_at is not None:
+        def stop_at_deadline() -> None:
+            if not finished.wait(max(0.0, stop_at - time.monotonic())) and proc.poll() is None:
+                deadline_hit.set()
+                proc.terminate()
+        threading.Thread(target=stop_at_deadline, daemon=True).start()
     with _forward_sigterm(proc):
         while open_streams:
             _, line = lines.get()
@@ -115,6 +130,9 @@ def run_with_progress(command: Command, *, transport: Transport, reporter: Progr
             elif line.strip():
                 tail.append(line)
         returncode = proc.wait()
+    finished.set()
+    if deadline_hit.is_set():
+        return RunOutcome(returncode=returncode, lines=tuple(tail), stopped_at_deadline=True)
     reporter.finish()
     return RunOutcome(returncode=returncode, lines=tuple(tail))
 
@@ -177,6 +195,26 @@ def _write_cache(run_dir: Path, params: MoverParams, manifest: Manifest) -> None
     atomic_write_bytes(marker, (params.owner + "\n").encode("utf-8"))
 
 
+def _copy(transport: Transport, params: MoverParams, *, run_dir: Path, reporter: ProgressReporter,
+          log: MoverLog, now: datetime) -> RunOutcome:
+    """Run the copy tool; for tools without a timetable, restart it at each window change."""
+    remote = transport.remote_dir(run_path=params.run_path)
+    while True:
+        command = transport.push_command(source=run_dir, run_path=params.run_path,
+                                         bandwidth=params.bandwidth, now=now)
+        change = None if transport.follows_timetable else next_change(params.bandwidth, now)
+        stop_at = time.monotonic() + (change - now).total_seconds() if change else None
+        log.info("copy started", remote=remote, tool=transport.name,
+                 bandwidthLimitKiBps=limit_at(params.bandwidth, now),
+                 untilWindowChange=change.isoformat() if change else None)
+        outcome = run_with_progress(command, transport=transport, reporter=reporter, stop_at=stop_at)
+        if not outcome.stopped_at_deadline:
+            return outcome
+        now = datetime.now(UTC)
+        log.info("bandwidth window changed; restarting the copy with the new limit",
+                 bandwidthLimitKiBps=limit_at(params.bandwidth, now))
+
+
 def push(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
     run_dir = run_dir_of(params)
     if not run_dir.is_dir():
@@ -192,10 +230,8 @@ def push(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
     _write_cache(run_dir, params, manifest)
 
     limit = limit_at(params.bandwidth, now)
-    command = transport.push_command(source=run_dir, run_path=params.run_path, bandwidth=params.bandwidth, now=now)
-    log.info("copy started", remote=remote, tool=transport.name, bandwidthLimitKiBps=limit)
     reporter = ProgressReporter(step="push", total_bytes=manifest.bytes)
-    outcome = run_with_progress(command, transport=transport, reporter=reporter)
+    outcome = _copy(transport, params, run_dir=run_dir, reporter=reporter, log=log, now=now)
     if not run_dir.is_dir():
         raise fail(ErrorKind.LOCAL_VANISHED, "the run directory disappeared during the push", manifest=summary)
     # Checked before the exit code: a file deleted mid-copy makes rclone report

@@ -117,6 +117,15 @@ class Transport(Protocol):
         """True when the NAS itself can compute SHA-256 (verify method `Auto` uses it)."""
         ...
 
+    @property
+    def follows_timetable(self) -> bool:
+        """True when the tool changes its rate by the bandwidth timetable itself.
+
+        When False (rsync), the push restarts the tool at each window change with
+        the new limit; the copy resumes from its partial files.
+        """
+        ...
+
     def remote_dir(self, *, run_path: str) -> str:
         """Human-readable remote location of the run (for messages; no secrets)."""
         ...

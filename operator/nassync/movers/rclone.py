@@ -116,6 +116,10 @@ class RcloneTransport:
         return parser.get(self.destination.remote, "type", fallback="").strip().lower()
 
     @property
+    def follows_timetable(self) -> bool:
+        return True  # --bwlimit takes the whole weekly timetable
+
+    @property
     def supports_remote_sha256(self) -> bool:
         return self.backend_type in _SHA256_BACKENDS
 

@@ -66,6 +66,10 @@ class RsyncTransport:
         return "rsync"
 
     @property
+    def follows_timetable(self) -> bool:
+        return False  # rsync has one --bwlimit per run
+
+    @property
     def supports_remote_sha256(self) -> bool:
         return True  # coreutils sha256sum over ssh
 
