@@ -78,3 +78,12 @@ def test_verify_progress_is_local_rehash_then_remote_half(tmp_path: Path) -> Non
     assert all(r["step"] == "verify" and r["totalBytes"] == 2 * total for r in lines)
     assert lines[-2]["percent"] == 50.0  # local half done, the NAS's hashes still to come
     assert lines[-1]["percent"] == 100.0
+
+
+def test_a_restarted_tool_continues_the_byte_count() -> None:
+    out = io.StringIO()
+    reporter = ProgressReporter(step="push", total_bytes=1000, stream=out, min_interval=0.0)
+    reporter.update(TransferProgress(bytes=400))
+    reporter.offset = reporter.last.bytes if reporter.last else 0
+    reporter.update(TransferProgress(bytes=100))  # the new run counts from zero
+    assert [json.loads(line)["bytes"] for line in out.getvalue().splitlines()] == [400, 500]

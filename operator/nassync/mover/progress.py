@@ -10,6 +10,7 @@ the pod log), plus always the final sample so the last line is the truth.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -35,9 +36,14 @@ class ProgressReporter:
     _pending: bool = False
     last: TransferProgress | None = None
     lines: int = 0
+    # Bytes done by earlier runs of a restarted tool (rsync at a window change),
+    # whose own counter starts again from zero.
+    offset: int = 0
 
     def update(self, sample: TransferProgress) -> bool:
         """Record a sample; emit it if a second has passed. Returns True if emitted."""
+        if self.offset:
+            sample = dataclasses.replace(sample, bytes=sample.bytes + self.offset)
         self.last = sample
         now = self.clock()
         if self._last_emit is not None and now - self._last_emit < self.min_interval:

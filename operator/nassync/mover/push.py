@@ -211,6 +211,7 @@ def _copy(transport: Transport, params: MoverParams, *, run_dir: Path, reporter:
         if not outcome.stopped_at_deadline:
             return outcome
         now = datetime.now(UTC)
+        reporter.offset = reporter.last.bytes if reporter.last else reporter.offset
         log.info("bandwidth window changed; restarting the copy with the new limit",
                  bandwidthLimitKiBps=limit_at(params.bandwidth, now))
 
