@@ -276,3 +276,33 @@ def test_deleting_a_syncjob_with_the_operator_down_deletes_no_data(
     assert _local_intact(run, files)
     on_nas = tree(sftp_nas.root / ns.namespace / "runs" / RUN)
     assert all(_sha(on_nas[rel]) == _sha(data) for rel, data in files.items())
+
+
+def test_missing_secret_and_missing_run_say_so_and_start_nothing(
+        ns: Kubectl, operator: OperatorProcess, sftp_nas: RcloneSftpNas, tmp_path: Path) -> None:
+    source = tmp_path / "acq"
+    write_run(source, RUN, {"a.txt": b"a"})
+    body = rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=f"{ns.namespace}/runs")
+    ns("delete", "secret", "scope-rclone")  # an admin forgot the Secret
+    ns.apply(syncjob("run-m", "scope", RUN))
+
+    def not_ready() -> dict[str, Any] | None:
+        target = ns.get("synctarget", "scope").get("status") or {}
+        ready = {c["type"]: c for c in target.get("conditions", [])}.get("Ready")
+        return ready if ready and ready["status"] == "False" else None
+    ready = eventually(not_ready, what="SyncTarget Ready=False")
+    assert ready["reason"] == "SecretMissing" and "scope-rclone" in ready["message"]
+    err = eventually(lambda: (ns.get("syncjob", "run-m").get("status") or {}).get("lastError"),
+                     what="the SyncJob to say why it waits")
+    assert err["kind"] == "Config" and "scope-rclone" in err["message"]
+    assert "TargetNotReady" in [e["reason"] for e in events(ns, "run-m")]
+    assert not _movers(ns), "no mover may start without credentials"
+
+    rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=f"{ns.namespace}/runs",
+                  spec=body["spec"])  # the Secret is back
+    wait_phase(ns, "run-m", "Cleaned", timeout=120)
+
+    ns.apply(syncjob("run-gone", "scope", "PROJ-0002/Runs/never-acquired"))
+    blocked = wait_phase(ns, "run-gone", "Blocked")
+    finding = next(f for f in blocked["status"]["gate"]["findings"] if f["rule"] == "run_missing")
+    assert finding["tier"] == "hard" and "never-acquired" in (finding["path"] + finding["message"])
