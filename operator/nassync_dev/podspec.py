@@ -81,26 +81,29 @@ class PodEnvironment:
         self.node = node
 
     # -- objects ------------------------------------------------------------
-    def _secret(self, name: str, optional: bool) -> dict[str, bytes] | None:
+    def _read(self, kind: str, name: str, optional: bool) -> Any | None:
+        """Read a Secret or ConfigMap; a missing one keeps the pod waiting unless optional."""
+        reader = (self.api.read_namespaced_secret if kind == "secret"
+                  else self.api.read_namespaced_config_map)
         try:
-            s = self.api.read_namespaced_secret(name, self.ns)
+            return reader(name, self.ns)
         except ApiException as e:
             if e.status == 404:
                 if optional:
                     return None
-                raise NotReady(f"secret {self.ns}/{name} not found") from e
+                raise NotReady(f"{kind} {self.ns}/{name} not found") from e
             raise
-        return {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
+
+    def _secret(self, name: str, optional: bool) -> dict[str, bytes] | None:
+        secret = self._read("secret", name, optional)
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
     def _config_map(self, name: str, optional: bool) -> dict[str, bytes] | None:
-        try:
-            cm = self.api.read_namespaced_config_map(name, self.ns)
-        except ApiException as e:
-            if e.status == 404:
-                if optional:
-                    return None
-                raise NotReady(f"configmap {self.ns}/{name} not found") from e
-            raise
+        cm = self._read("configmap", name, optional)
+        if cm is None:
+            return None
         out = {k: v.encode() for k, v in (cm.data or {}).items()}
         out.update({k: base64.b64decode(v) for k, v in (cm.binary_data or {}).items()})
         return out
