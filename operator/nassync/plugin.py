@@ -33,7 +33,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from nassync.api.common import GROUP, VERSION, parse_time
+from nassync.api.common import GROUP, VERSION, dig, parse_time
 from nassync.api.syncjob import PLURAL, RETRY_ANNOTATION, VERIFY_ANNOTATION
 
 COLUMNS = ("NAMESPACE", "NAME", "TARGET", "PHASE", "PROGRESS", "SIZE", "VERIFIED", "AGE", "LAST ERROR")
@@ -90,33 +90,24 @@ def _truncate(text: str, width: int) -> str:
     return one_line if len(one_line) <= width else one_line[: width - 1] + "…"
 
 
-def _get(obj: Mapping[str, Any] | None, *path: str) -> Any:
-    value: Any = obj
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
 def status_row(item: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
     """One table row for a SyncJob object (as the API returns it)."""
     meta = item.get("metadata") or {}
     status = item.get("status") or {}
     phase = str(status.get("phase") or "Pending")
-    percent = _get(status, "transfer", "progress", "percent")
+    percent = dig(status, "transfer", "progress", "percent")
     progress = f"{int(percent)}%" if phase == "Pushing" and percent is not None else "-"
-    size_bytes = _get(status, "manifest", "bytes")
+    size_bytes = dig(status, "manifest", "bytes")
     size = human_bytes(int(size_bytes)) if size_bytes is not None else "-"
     created = meta.get("creationTimestamp")
     age = human_age((now - parse_time(created)).total_seconds()) if created else "<unknown>"
-    error = _get(status, "lastError", "message")
-    kind = _get(status, "lastError", "kind")
+    error = dig(status, "lastError", "message")
+    kind = dig(status, "lastError", "kind")
     last_error = _truncate(f"{kind}: {error}" if kind and error else str(error or kind or ""), ERROR_WIDTH) or "-"
     return (
         str(meta.get("namespace") or ""),
         str(meta.get("name") or ""),
-        str(_get(item, "spec", "targetRef", "name") or ""),
+        str(dig(item, "spec", "targetRef", "name") or ""),
         phase,
         progress,
         size,
@@ -205,7 +196,7 @@ def connect(*, kubeconfig: str | None, context: str | None, namespace: str | Non
         raise PluginError(f"cannot load kubeconfig {config_file}: {exc}") from exc
     if namespace is None:
         chosen = next((c for c in contexts or [] if c.get("name") == context), None) if context else current
-        namespace = _get(chosen, "context", "namespace") or "default"
+        namespace = dig(chosen, "context", "namespace") or "default"
     return Client(api=client.CustomObjectsApi(api_client), namespace=namespace)
 
 
@@ -233,7 +224,7 @@ def cmd_status(api: Client, args: argparse.Namespace, now: datetime) -> int:
 
 
 def _request(api: Client, name: str, annotation: str, phases: Sequence[str], now: datetime) -> int:
-    phase = str(_get(api.get(name), "status", "phase") or "Pending")
+    phase = str(dig(api.get(name), "status", "phase") or "Pending")
     value = request_value(now)
     api.patch(name, annotation_patch(annotation, value))
     print(f"{RESOURCE}/{name} annotated {annotation}={value}")

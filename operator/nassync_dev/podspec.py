@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from nassync.api.common import dig
 from nassync_dev.sandbox import Mount
 
 
@@ -37,14 +38,6 @@ class NodeInfo:
     # Host directories the stand-in binaries live in that the sandbox would
     # otherwise hide (a checkout under /tmp): bound read-only at the same path.
     host_binds: tuple[str, ...] = ()
-
-
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if obj is None:
-            return None
-        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-    return obj
 
 
 def _write_files(target: Path, files: dict[str, bytes], mode: int) -> None:
@@ -113,7 +106,7 @@ class PodEnvironment:
         simple = {
             "metadata.name": meta["name"], "metadata.namespace": self.ns,
             "metadata.uid": meta.get("uid", ""), "spec.nodeName": self.node.name,
-            "spec.serviceAccountName": _get(self.pod, "spec", "serviceAccountName") or "",
+            "spec.serviceAccountName": dig(self.pod, "spec", "serviceAccountName") or "",
             "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
         }
         if path in simple:
@@ -124,7 +117,7 @@ class PodEnvironment:
         raise NotReady(f"fieldRef {path} is not supported by the process node")
 
     def _token(self, source: dict[str, Any]) -> bytes:
-        sa = _get(self.pod, "spec", "serviceAccountName") or "default"
+        sa = dig(self.pod, "spec", "serviceAccountName") or "default"
         audience = source.get("audience")
         spec = client.V1TokenRequestSpec(
             audiences=[audience] if audience else [],
@@ -151,18 +144,14 @@ class PodEnvironment:
             local.mkdir(parents=True, exist_ok=True)
             local.chmod(0o777)
             return str(local)
-        if "secret" in vol:
-            src = vol["secret"]
-            data = self._secret(src["secretName"], bool(src.get("optional")))
-            files = _select(data or {}, src.get("items"), f"secret {src['secretName']}")
-            _write_files(local, files, src.get("defaultMode", 0o644))
-            return str(local)
-        if "configMap" in vol:
-            src = vol["configMap"]
-            data = self._config_map(src["name"], bool(src.get("optional")))
-            files = _select(data or {}, src.get("items"), f"configmap {src['name']}")
-            _write_files(local, files, src.get("defaultMode", 0o644))
-            return str(local)
+        for key, name_key, read in (("secret", "secretName", self._secret),
+                                    ("configMap", "name", self._config_map)):
+            if key in vol:
+                src = vol[key]
+                data = read(src[name_key], bool(src.get("optional")))
+                files = _select(data or {}, src.get("items"), f"{key} {src[name_key]}")
+                _write_files(local, files, src.get("defaultMode", 0o644))
+                return str(local)
         if "projected" in vol:
             _write_files(local, self._projected(vol["projected"]),
                          vol["projected"].get("defaultMode", 0o644))
@@ -283,7 +272,7 @@ class PodEnvironment:
         return ""
 
     def identity(self, container: dict[str, Any]) -> tuple[tuple[int, int] | None, list[int]]:
-        pod_sc = _get(self.pod, "spec", "securityContext") or {}
+        pod_sc = dig(self.pod, "spec", "securityContext") or {}
         sc = container.get("securityContext") or {}
         uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
         gid = sc.get("runAsGroup", pod_sc.get("runAsGroup"))

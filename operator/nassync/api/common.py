@@ -122,6 +122,16 @@ def plain(value: Any) -> Any:
     return value
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """`data[k1][k2]...` through nested mappings; None where a level is missing."""
+    value: Any = data
+    for key in keys:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
 class ResourceModel(ApiModel):
     """A whole object as the apiserver returns it; subclasses add `kind`, `spec`, `status`.
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from nassync.api.common import plain
+from nassync.api.common import dig, plain
 from nassync.api.syncjob import SyncJobSpec, check_run_path
 from nassync.api.target import SyncTargetSpec
 
@@ -84,15 +84,6 @@ def _model_errors(model: type[BaseModel], data: Any, prefix: str) -> list[FieldE
     return []
 
 
-def _get(data: Mapping[str, Any] | None, *keys: str) -> Any:
-    value: Any = data
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
 def _override_key(override: Any) -> tuple[Any, Any]:
     if isinstance(override, Mapping):
         return (override.get("rule"), override.get("reason"))
@@ -124,14 +115,14 @@ def validate_syncjob(
     """
     job = plain(job)
     spec = job.get("spec")
-    name = str(_get(job, "metadata", "name") or "")
-    namespace = str(_get(job, "metadata", "namespace") or "")
+    name = str(dig(job, "metadata", "name") or "")
+    namespace = str(dig(job, "metadata", "namespace") or "")
     structural = _model_errors(SyncJobSpec, spec, "spec")
     if not isinstance(spec, Mapping):
         return structural or [_error("spec", "is required")]
     errors: list[FieldError] = []
 
-    target_name = _get(spec, "targetRef", "name")
+    target_name = dig(spec, "targetRef", "name")
     run_path = spec.get("runPath")
     if isinstance(run_path, str) and run_path:
         # One error per broken runPath rule (the model folds them into one).
@@ -141,8 +132,8 @@ def validate_syncjob(
         ]
 
     if old is not None:
-        old_spec = _get(old, "spec") or {}
-        if _get(old_spec, "targetRef", "name") != target_name:
+        old_spec = dig(old, "spec") or {}
+        if dig(old_spec, "targetRef", "name") != target_name:
             errors.append(
                 _error(
                     "spec.targetRef.name",
@@ -152,7 +143,7 @@ def validate_syncjob(
         if old_spec.get("runPath") != run_path:
             errors.append(_error("spec.runPath", "is immutable; create a new SyncJob"))
 
-    errors.extend(_check_overrides(spec.get("overrides"), _get(old, "spec", "overrides")))
+    errors.extend(_check_overrides(spec.get("overrides"), dig(old, "spec", "overrides")))
 
     if old is None and isinstance(target_name, str):
         if target is None:
@@ -163,7 +154,7 @@ def validate_syncjob(
                 )
             )
         elif target_secret_exists is False:
-            secret = _target_secret_name(target)
+            secret = target_secret_name(target)
             errors.append(
                 _error(
                     "spec.targetRef.name",
@@ -184,9 +175,10 @@ def validate_syncjob(
     return _merge(structural, errors)
 
 
-def _target_secret_name(target: Mapping[str, Any]) -> str:
-    destination = _get(target, "spec", "destination") or {}
-    name = _get(destination, "rclone", "configSecretRef", "name") or _get(destination, "rsync", "sshSecretRef", "name")
+def target_secret_name(target: Mapping[str, Any]) -> str:
+    """The Secret a SyncTarget object (as stored, maybe invalid) names; "" if none."""
+    destination = dig(target, "spec", "destination") or {}
+    name = dig(destination, "rclone", "configSecretRef", "name") or dig(destination, "rsync", "sshSecretRef", "name")
     return str(name or "")
 
 

@@ -12,7 +12,6 @@ has no capabilities and a read-only root filesystem.
 from __future__ import annotations
 
 import json
-import posixpath
 from typing import Any
 
 from nassync.api import mover_io
@@ -27,12 +26,6 @@ DEFAULT_UID = 65532
 JOB_TTL_SECONDS = 7 * 24 * 3600  # keep finished movers a week: `kubectl logs` for post-mortems
 SECRET_VOLUME = "nas-secret"
 SOURCE_VOLUME = "source"
-
-
-def remote_path(target: SyncTarget, job: SyncJob) -> str:
-    dest = target.spec.destination
-    base = dest.rclone.path if dest.rclone else dest.rsync.path if dest.rsync else ""
-    return posixpath.join(base, job.spec.run_path)
 
 
 def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mover_io.MoverParams:
@@ -51,22 +44,18 @@ def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mo
             knownHostsFile=f"{mover_io.SECRET_DIR}/known_hosts")
     else:  # the CRD's exactly-one-of rule makes this unreachable for stored objects
         raise ValueError("SyncTarget has no destination")
-    meta = job.metadata
     return mover_io.MoverParams(
         step=step,
         runPath=job.spec.run_path,
         cacheDirName=spec.source.cache_dir_name,
         destination=dest,
         verifyMethod=spec.verify.method,
-        bandwidth=mover_io.Bandwidth.model_validate(spec.bandwidth.model_dump(by_alias=True)),
+        bandwidth=spec.bandwidth.to_mover(),
         quietPeriodSeconds=parse_duration(spec.gate.quiet_period),
-        overrides=[mover_io.Override(rule=o.rule, reason=o.reason,
-                                     expiresAt=o.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-                                     if o.expires_at else None)
-                   for o in job.spec.overrides],
+        overrides=[o.to_mover() for o in job.spec.overrides],
         retainCache=spec.cleanup.retain_cache,
         expectedManifestSha256=(job.status.manifest.sha256 or None) if job.status.manifest else None,
-        owner=f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}",
+        owner=job.owner,
     )
 
 

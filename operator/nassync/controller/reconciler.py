@@ -320,11 +320,8 @@ class Reconciler:
         new = {"observedGeneration": body["metadata"].get("generation"), "conditions": conditions,
                "activeMovers": active, "queued": queued}
         if target is not None:
-            vol = target.spec.source.volume
-            new["source"] = (f"hostPath:{vol.host_path.path}" if vol.host_path
-                             else f"pvc:{vol.persistent_volume_claim.claim_name}"
-                             if vol.persistent_volume_claim else "")
-            new["destinationType"] = "rclone" if target.spec.destination.rclone else "rsync"
+            new["source"] = target.spec.source_summary()
+            new["destinationType"] = target.spec.destination.type
         if any(old.get(k) != v for k, v in new.items()):
             if previous is None or previous.get("status") != status_text:
                 self.kube.emit_event({**body, "kind": "SyncTarget"}, type_="Normal" if ready else "Warning",
@@ -336,12 +333,8 @@ class Reconciler:
         if target is None:
             return False, "InvalidSpec", problem or "SyncTarget cannot be read"
         dest = target.spec.destination
-        if dest.rclone is not None:
-            secret, needed = dest.rclone.config_secret_ref.name, {dest.rclone.config_secret_ref.key}
-        elif dest.rsync is not None:
-            secret, needed = dest.rsync.ssh_secret_ref.name, {"ssh-privatekey", "known_hosts"}
-        else:
-            return False, "InvalidSpec", "SyncTarget has no destination"
+        secret = dest.secret_name
+        needed = {dest.rclone.config_secret_ref.key} if dest.rclone else {"ssh-privatekey", "known_hosts"}
         keys = self.kube.secret_keys(key.namespace, secret)
         if keys is None:
             return False, "SecretMissing", (f"Secret {secret!r} not found in namespace {key.namespace!r}; "

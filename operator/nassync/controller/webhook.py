@@ -27,15 +27,6 @@ def _client() -> Kube:
     return _kube
 
 
-def _secret_name(target: dict[str, Any]) -> str | None:
-    dest = (target.get("spec") or {}).get("destination") or {}
-    if "rclone" in dest:
-        return str(dest["rclone"].get("configSecretRef", {}).get("name") or "") or None
-    if "rsync" in dest:
-        return str(dest["rsync"].get("sshSecretRef", {}).get("name") or "") or None
-    return None
-
-
 @kopf.on.validate(GROUP, VERSION, "syncjobs", id="syncjob-policy", operations=["CREATE", "UPDATE"])
 def validate_syncjob(body: kopf.Body, **kwargs: Any) -> None:
     old = kwargs.get("old")  # immutability itself is enforced by the CRD's CEL rules
@@ -46,8 +37,8 @@ def validate_syncjob(body: kopf.Body, **kwargs: Any) -> None:
     target = kube.get_target(namespace, target_name) if target_name else None
     secret_exists: bool | None = None
     if target is not None:
-        secret = _secret_name(target)
-        secret_exists = bool(secret) and kube.secret_keys(namespace, secret or "") is not None
+        secret = validation.target_secret_name(target)
+        secret_exists = bool(secret) and kube.secret_keys(namespace, secret) is not None
     name = body.get("metadata", {}).get("name") or ""
     same_path = [
         other["metadata"]["name"] for other in kube.list_syncjobs(namespace)
