@@ -22,7 +22,9 @@ bin_dir() { echo "$cache/bin/$1-$2"; }
 
 build_k8s() {
   local out; out="$(bin_dir kubernetes "$k8s_version")"
-  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kubectl" ]]; then return; fi
+  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kubectl" && -x "$out/kubelet" ]]; then
+    return
+  fi
   local minor; minor="$(echo "$k8s_version" | cut -d. -f2)"
   local ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -31,7 +33,8 @@ build_k8s() {
   echo ">> building kubernetes $k8s_version into $out (first time: 10-20 min on 2 cores)" >&2
   mkdir -p "$out.tmp"
   (cd "$here/k8s" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out.tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet)
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
