@@ -124,3 +124,13 @@ def test_latest_progress_line_wins() -> None:
     record = latest_progress(tail)
     assert record is not None and record["bytes"] == 60
     assert latest_progress("nothing here") is None
+
+
+def test_host_network_only_when_the_target_asks_for_it() -> None:
+    pod = _build()["spec"]["template"]["spec"]
+    assert "hostNetwork" not in pod
+    target = json.loads(json.dumps(TARGET))
+    target["spec"]["mover"] = {"hostNetwork": True}
+    pod = _build(target=target)["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"

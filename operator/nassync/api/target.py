@@ -324,6 +324,9 @@ class Mover(ApiModel):
         default=None, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
     )
     active_deadline_seconds: int | None = Field(default=None, ge=1)
+    # For a NAS only the node's own network reaches; off by default because it
+    # gives the mover the node's network identity.
+    host_network: bool = False
 
 
 # --- spec / status / object -------------------------------------------------

@@ -145,6 +145,10 @@ def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, na
         "volumes": _volumes(target),
         "containers": [container],
     }
+    if mover.host_network:
+        pod_spec["hostNetwork"] = True
+        # Keep cluster DNS names resolvable from the node's network namespace.
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
     if mover.service_account_name:
         pod_spec["serviceAccountName"] = mover.service_account_name
     if mover.image_pull_secrets:
