@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nassync.api.mover_io import RcloneDestination, RsyncDestination
-from nassync.movers.rclone import find_rclone
+from nassync.transports.rclone import find_rclone
 
 SSHD = "/usr/sbin/sshd"  # sshd refuses to re-exec unless started by absolute path
 _READY_TIMEOUT_S = 30.0

@@ -22,7 +22,7 @@ from moverlib import (
 )
 
 from nassync.api.mover_io import MoverParams, RcloneDestination, RsyncDestination
-from nassync.movers.rclone import find_rclone
+from nassync.transports.rclone import find_rclone
 from nassync_dev.nas import RcloneSftpNas, SshNas, make_keypair
 
 pytestmark = pytest.mark.nas

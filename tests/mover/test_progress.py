@@ -9,7 +9,7 @@ from pathlib import Path
 from nassync.mover.manifest import build_manifest
 from nassync.mover.progress import ProgressReporter
 from nassync.mover.verify import VerifyProgress
-from nassync.movers.base import TransferProgress
+from nassync.transports.base import TransferProgress
 
 
 class FakeClock:

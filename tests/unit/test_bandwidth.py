@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nassync.api.mover_io import Bandwidth
-from nassync.core.bandwidth import (
+from nassync.transports.bandwidth import (
     DAYS,
     MINUTES_PER_WEEK,
     limit_at,
@@ -410,7 +410,7 @@ def test_real_rclone_accepts_a_busy_timetable(tmp_path: Path) -> None:
 
 
 def test_next_change_is_the_first_minute_the_limit_differs() -> None:
-    from nassync.core.bandwidth import next_change
+    from nassync.transports.bandwidth import next_change
 
     bw = Bandwidth.model_validate({"timeZone": "Europe/Berlin", "defaultKiBps": 0, "windows": [
         {"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "start": "08:00", "end": "18:00", "limitKiBps": 6400}]})
@@ -422,7 +422,7 @@ def test_next_change_is_the_first_minute_the_limit_differs() -> None:
 
 
 def test_next_change_across_a_dst_switch() -> None:
-    from nassync.core.bandwidth import next_change
+    from nassync.transports.bandwidth import next_change
 
     bw = Bandwidth.model_validate({"timeZone": "Europe/Berlin", "windows": [
         {"days": ["Sun"], "start": "04:00", "end": "05:00", "limitKiBps": 10}]})

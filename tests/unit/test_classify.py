@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from nassync.api.mover_io import ErrorKind, RcloneDestination, RsyncDestination
-from nassync.movers.classify import classify, json_log_messages, scrub
-from nassync.movers.rclone import RcloneTransport
-from nassync.movers.rsync import RsyncTransport, parse_sha256sum_z
+from nassync.transports.classify import classify, json_log_messages, scrub
+from nassync.transports.rclone import RcloneTransport
+from nassync.transports.rsync import RsyncTransport, parse_sha256sum_z
 
 RCLONE = RcloneTransport(destination=RcloneDestination(remote="nas", path="/nas", configFile="/secret/rclone.conf"))
 RSYNC = RsyncTransport(

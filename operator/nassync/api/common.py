@@ -37,6 +37,15 @@ SECRET_KEY_MAX = 253
 MAX_CONDITIONS = 32
 
 
+def has_control_character(text: str) -> bool:
+    """True when `text` holds an ASCII control character (C0 or DEL).
+
+    The one definition of "control character" for names that reach a pod, a
+    NAS path or a manifest line; the CRD's CEL rules use the same range.
+    """
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
 def _as_utc(value: datetime) -> datetime:
     # A naive time can only have come from our own code (the apiserver always
     # sends 'Z'); treating it as UTC is the one reading that cannot shift it.

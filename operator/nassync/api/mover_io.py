@@ -59,6 +59,10 @@ class RsyncDestination(_Model):
 Destination = RcloneDestination | RsyncDestination
 
 
+# Day names of bandwidth windows; the index is datetime.weekday().
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 class BandwidthWindow(_Model):
     days: list[str]
     start: str  # "HH:MM"

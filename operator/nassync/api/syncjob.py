@@ -29,6 +29,7 @@ from nassync.api.common import (
     ResourceModel,
     Timestamp,
     find_condition,
+    has_control_character,
 )
 
 KIND = "SyncJob"
@@ -81,7 +82,7 @@ def check_run_path(value: str) -> list[str]:
     inner = segments[1:] if value.startswith("/") else segments
     if "" in inner or "." in inner:
         problems.append("spec.runPath must not contain empty or '.' segments (no '//', trailing '/' or '/./')")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if has_control_character(value):
         problems.append("spec.runPath must not contain control characters")
     return problems
 

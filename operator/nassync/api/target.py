@@ -31,13 +31,13 @@ from nassync.api.common import (
     LocalObjectReference,
     ResourceModel,
     find_condition,
+    has_control_character,
 )
 from nassync.api.durations import parse_duration
 
 KIND = "SyncTarget"
 PLURAL = "synctargets"
 
-DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 Day = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 # Hostnames, IPv4 and bare IPv6; never starting with '-', so that a host can
@@ -53,7 +53,7 @@ MAX_TOLERATIONS = 32
 
 
 def _no_control_characters(value: str, what: str) -> str:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if has_control_character(value):
         raise ValueError(f"{what} must not contain control characters")
     return value
 

@@ -19,7 +19,7 @@ from nassync.mover.cleanup import CleanupIncomplete, CleanupRefused, delete_run_
 from nassync.mover.logs import MoverLog
 from nassync.mover.outcome import StepFailed, fail
 from nassync.mover.verify import existing_run_dir, load_manifest, remote_check, revocation_stamp
-from nassync.movers.classify import scrub
+from nassync.transports.classify import scrub
 
 
 def cleanup(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:

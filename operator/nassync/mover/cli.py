@@ -43,7 +43,7 @@ from nassync.mover.logs import MoverLog
 from nassync.mover.outcome import StepFailed
 from nassync.mover.push import push
 from nassync.mover.verify import revocation_stamp, verify
-from nassync.movers.classify import scrub
+from nassync.transports.classify import scrub
 
 StepFn = Callable[[MoverParams], MoverResult]
 EXIT_OK, EXIT_FAILED, EXIT_BAD_PARAMS = 0, 1, 2

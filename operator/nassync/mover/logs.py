@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from nassync.movers.classify import scrub
+from nassync.transports.classify import scrub
 
 
 def _clean(value: object) -> object:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from nassync.api.mover_io import ErrorInfo, ErrorKind
-from nassync.movers.classify import scrub
+from nassync.transports.classify import scrub
 
 
 class StepFailed(Exception):

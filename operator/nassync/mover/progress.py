@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from nassync.movers.base import TransferProgress
+from nassync.transports.base import TransferProgress
 
 MIN_INTERVAL_S = 1.0
 

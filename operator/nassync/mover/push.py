@@ -38,13 +38,14 @@ from nassync.api.mover_io import (
     MoverResult,
     TransferSummary,
 )
-from nassync.core.bandwidth import limit_at, next_change
 from nassync.mover.gate import run_dir_of
 from nassync.mover.logs import MoverLog
 from nassync.mover.manifest import Manifest, atomic_write_bytes, build_manifest, write_manifest
 from nassync.mover.outcome import StepFailed, examples, fail
 from nassync.mover.progress import ProgressReporter
-from nassync.movers.base import OWNER_MARKER, Command, Transport, TransportError, transport_for
+from nassync.transports.bandwidth import limit_at, next_change
+from nassync.transports.base import OWNER_MARKER, Command, Transport, TransportError
+from nassync.transports.catalog import transport_for
 
 _TAIL_LINES = 400  # stderr lines kept for classification
 
@@ -138,7 +139,7 @@ def run_with_progress(command: Command, *, transport: Transport, reporter: Progr
 
 
 def vanished_files(run_dir: Path, manifest: Manifest) -> list[str]:
-    """Manifest files that are no longer regular files of the recorded size... gone, that is."""
+    """Manifest files that are gone, or are no longer regular files (a directory or link took their place)."""
     gone: list[str] = []
     for relpath in manifest:
         try:

@@ -30,7 +30,8 @@ from nassync.mover.logs import MoverLog
 from nassync.mover.manifest import build_manifest, compare, read_manifest, serialise
 from nassync.mover.outcome import StepFailed, examples, fail
 from nassync.mover.progress import ProgressReporter
-from nassync.movers.base import TransferProgress, TransportError, resolve_method, transport_for
+from nassync.transports.base import TransferProgress, TransportError, resolve_method
+from nassync.transports.catalog import transport_for
 
 _EXAMPLES = 5
 

@@ -31,8 +31,8 @@ from datetime import datetime
 from pathlib import Path
 
 from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RsyncDestination
-from nassync.core.bandwidth import limit_at
-from nassync.movers.base import (
+from nassync.transports.bandwidth import limit_at
+from nassync.transports.base import (
     OWNER_MARKER,
     Command,
     HashMethod,
@@ -41,7 +41,7 @@ from nassync.movers.base import (
     remote_run_path,
     run_probe,
 )
-from nassync.movers.classify import RSYNC_EXIT_KINDS, SHARED_RULES, classify
+from nassync.transports.classify import RSYNC_EXIT_KINDS, SHARED_RULES, classify
 
 _CONNECT_TIMEOUT_S = 15
 _IO_TIMEOUT_S = 300

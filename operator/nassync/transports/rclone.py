@@ -34,19 +34,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from nassync.api.common import has_control_character
 from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RcloneDestination
-from nassync.core.bandwidth import rclone_timetable
-from nassync.movers.base import (
+from nassync.transports.bandwidth import rclone_timetable
+from nassync.transports.base import (
     OWNER_MARKER,
     Command,
     HashMethod,
     TransferProgress,
     TransportError,
-    has_control_character,
     remote_run_path,
     run_probe,
 )
-from nassync.movers.classify import (
+from nassync.transports.classify import (
     RCLONE_EXIT_KINDS,
     SHARED_RULES,
     Rule,

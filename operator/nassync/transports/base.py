@@ -1,12 +1,13 @@
 """The transport interface: everything the mover needs from "a kind of NAS".
 
-Like VolSync's mover catalog, each destination type is one small object that
-knows (1) the argv and env of a push, (2) how to get the SHA-256 of every file
-of a remote run directory (`RemoteHash`: the NAS hashes; `Download`: we read the
+Like VolSync's mover catalog (`transports/catalog.py` maps a destination
+type to its transport), each destination type is one small object that knows
+(1) the argv and env of a push, (2) how to get the SHA-256 of every file of a
+remote run directory (`RemoteHash`: the NAS hashes; `Download`: we read the
 bytes back and hash them ourselves, the only honest option where the NAS has
 no SHA-256), (3) how to read the remote owner marker, and (4) how to turn a
-failure into an `ErrorKind`. The mover steps (mover/push.py, verify.py) are
-written once against this Protocol.
+failure into an `ErrorKind`. The mover steps (mover/steps/) are written once
+against this Protocol.
 
 Secrets never go on argv: rclone echoes its arguments (connection strings
 included) in error messages, and argv is world-readable in /proc. Config and
@@ -25,16 +26,14 @@ from typing import Literal, Protocol
 
 from nassync.api.mover_io import (
     Bandwidth,
-    Destination,
     ErrorInfo,
     ErrorKind,
-    RcloneDestination,
-    RsyncDestination,
 )
 
 HashMethod = Literal["RemoteHash", "Download"]
 OWNER_MARKER = "nassync-owner"
-# Remote hash listing and owner probes are small; a hung NAS must not hang the pod.
+# A remote hash listing of a large run can take hours (the NAS reads every
+# byte); the bound is there so that a NAS that hangs does not hang the pod forever.
 PROBE_TIMEOUT_S = 6 * 3600
 
 
@@ -163,10 +162,6 @@ class Transport(Protocol):
         ...
 
 
-def has_control_character(relpath: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in relpath)
-
-
 def resolve_method(transport: Transport, requested: str) -> HashMethod:
     """`Auto` -> RemoteHash when the NAS hashes SHA-256 itself, else Download."""
     if requested == "RemoteHash":
@@ -182,16 +177,3 @@ def remote_run_path(base: str, run_path: str) -> str:
     if not base:
         return run  # rclone: relative to the remote's root (e.g. the user's home)
     return base.rstrip("/") + "/" + run
-
-
-def transport_for(destination: Destination) -> Transport:
-    """The catalog: destination model -> transport."""
-    # Imported here so each transport module can import this one.
-    from nassync.movers.rclone import RcloneTransport
-    from nassync.movers.rsync import RsyncTransport
-
-    if isinstance(destination, RcloneDestination):
-        return RcloneTransport(destination=destination)
-    if isinstance(destination, RsyncDestination):
-        return RsyncTransport(destination=destination)
-    raise TypeError(f"unsupported destination type {type(destination).__name__}")

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from nassync.api.mover_io import Bandwidth, BandwidthWindow
+from nassync.api.mover_io import DAYS, Bandwidth, BandwidthWindow
 
-DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # index == datetime.weekday()
 MINUTES_PER_DAY = 24 * 60
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
