@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nassync.mover.manifest import build_manifest
 from nassync.mover.progress import ProgressReporter
-from nassync.mover.verify import VerifyProgress
+from nassync.mover.steps.verify import VerifyProgress
 from nassync.transports.base import TransferProgress
 
 

@@ -15,7 +15,7 @@ from moverlib import RunFactory, params_for, remote_run_dir, sha256_tree
 
 from nassync.api.mover_io import RcloneDestination, RsyncDestination
 from nassync.mover.progress import ProgressReporter
-from nassync.mover.push import run_with_progress
+from nassync.mover.steps.push import run_with_progress
 from nassync.transports.catalog import transport_for
 from nassync_dev.nas import SshNas
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from nassync.api.mover_io import CleanupSummary
-from nassync.mover import cleanup
-from nassync.mover.cleanup import CleanupIncomplete, CleanupRefused, delete_run_data
+from nassync.mover import deletion as cleanup
 from nassync.mover.creation import load_creation
+from nassync.mover.deletion import CleanupIncomplete, CleanupRefused, delete_run_data
 from nassync.mover.manifest import build_manifest, write_manifest
 
 CACHE = ".exlab-wizard"

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from nassync.api.mover_io import Finding, GateOutcome, MoverParams
-from nassync.mover import gate
-from nassync.mover.gate import latest_revocation, run_gate
+from nassync.mover import rules as gate_rules
+from nassync.mover.overrides import latest_revocation
+from nassync.mover.steps.gate import run_gate
 
 CACHE = ".exlab-wizard"
 RUN = "PROJ-0001/Runs/Run_2026-11-28T10-15"
@@ -155,7 +156,7 @@ def test_hard_name_rules_fire_on_every_component(
     outcome = check(source)
     finding = only(outcome, rule)
     assert finding.tier == "hard"
-    assert finding.path == gate.display_path(expected_path)
+    assert finding.path == gate_rules.display_path(expected_path)
     assert outcome.blocked
     json.loads(outcome.model_dump_json(by_alias=True))  # JSON-safe even for odd bytes
 
@@ -190,9 +191,9 @@ def test_legal_names_do_not_fire(source: Path, name: str) -> None:
 def test_component_over_255_bytes(name: str) -> None:
     # ext4/tmpfs cannot even create such a name, so the rule is checked on the name
     # itself; it matters for sources on filesystems with longer limits.
-    hits = gate._name_hits(name, f"raw/{name}")
+    hits = gate_rules._name_hits(name, f"raw/{name}")
     assert [(h.rule, h.tier) for h in hits] == [("path_too_long", "hard")]
-    assert gate._name_hits(name[:-1], "x") == []
+    assert gate_rules._name_hits(name[:-1], "x") == []
 
 
 def _deep_tree(run: Path, *, depth: int, component: str) -> None:
@@ -443,11 +444,11 @@ def test_soft_findings_never_block_and_are_never_marked_overridden(source: Path)
 
 def test_findings_are_capped_with_blocking_ones_first(source: Path) -> None:
     run = source / RUN
-    for i in range(gate.MAX_FINDINGS + 50):
+    for i in range(gate_rules.MAX_FINDINGS + 50):
         (run / f".hidden{i}").write_bytes(b"x")
     (run / "zz|bad").write_bytes(b"x")
     outcome = check(source)
-    assert len(outcome.findings) == gate.MAX_FINDINGS
+    assert len(outcome.findings) == gate_rules.MAX_FINDINGS
     assert outcome.findings_truncated == 51
     assert outcome.findings[0].rule == "illegal_filesystem_character"
     assert outcome.blocked

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, overload
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -59,9 +59,33 @@ def format_time(value: datetime) -> str:
     return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp (`...Z` or with an offset) to aware UTC."""
-    return _as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+class InvalidTime(ValueError):
+    """A timestamp that is present but cannot be read."""
+
+
+@overload
+def parse_time(value: None) -> None: ...
+@overload
+def parse_time(value: str | datetime) -> datetime: ...
+def parse_time(value: str | datetime | None) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 / RFC 3339 text or a datetime; None stays None.
+
+    The one reader of times that come from outside (the apiserver, mover
+    results, creation.json). A value without an offset is UTC: Kubernetes and
+    the lab app both write UTC. A date alone is midnight UTC. Raises
+    `InvalidTime` for anything unreadable, so each caller says what doubt means.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError as exc:
+            raise InvalidTime(f"unreadable timestamp {text!r}") from exc
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 Timestamp = Annotated[

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from nassync.api.common import InvalidTime, parse_time
 from nassync.api.mover_io import ErrorKind, GateOutcome, MoverResult, Step, VerifySummary
 from nassync.api.syncjob import (
     MAX_FINDINGS,
@@ -289,8 +290,8 @@ def _consume(run: _Run, *, step: Step, child: ChildJob) -> None:
 
 def _note_revocation(run: _Run, value: str) -> None:
     try:
-        revoked = interlocks.parse_time(value)
-    except interlocks.InvalidTime:
+        revoked = parse_time(value)
+    except InvalidTime:
         # An unreadable revocation time is doubt; doubt defers cleanup, so
         # count it as a revocation now.
         revoked = run.now

@@ -26,35 +26,10 @@ constructed with an unmet check; a cleanup mover action requires one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from nassync.api.common import format_time
+from nassync.api.common import InvalidTime, format_time, parse_time
 from nassync.core.backoff import human_seconds
-
-
-class InvalidTime(ValueError):
-    """A timestamp that is present but cannot be read."""
-
-
-def parse_time(value: datetime | str | None) -> datetime | None:
-    """An aware datetime from an RFC 3339 string or datetime; None stays None.
-
-    Naive values are taken as UTC (Kubernetes writes `...Z`). Raises
-    `InvalidTime` for anything unreadable, so callers decide what doubt means.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise InvalidTime("empty timestamp")
-        try:
-            value = datetime.fromisoformat(text.replace("z", "Z"))
-        except ValueError as exc:
-            raise InvalidTime(f"unreadable timestamp {text!r}") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 @dataclass(frozen=True)

@@ -36,39 +36,16 @@ from nassync.api.mover_io import (
     MoverResult,
     Step,
 )
-from nassync.mover.cleanup_step import cleanup
-from nassync.mover.creation import set_sync_status
-from nassync.mover.gate import run_dir_of, run_gate
 from nassync.mover.logs import MoverLog
 from nassync.mover.outcome import StepFailed
-from nassync.mover.push import push
-from nassync.mover.verify import revocation_stamp, verify
+from nassync.mover.steps.cleanup import cleanup
+from nassync.mover.steps.gate import gate
+from nassync.mover.steps.push import push
+from nassync.mover.steps.verify import verify
 from nassync.transports.classify import scrub
 
 StepFn = Callable[[MoverParams], MoverResult]
 EXIT_OK, EXIT_FAILED, EXIT_BAD_PARAMS = 0, 1, 2
-
-
-def gate(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
-    outcome = run_gate(params, now=now)
-    run_dir = run_dir_of(params)
-    # A run that resolves outside the source volume is never read or written
-    # beyond the gate's own checks: not even its creation.json.
-    contained = run_dir.is_dir() and not any(f.rule == "run_outside_source" for f in outcome.findings)
-    revoked = revocation_stamp(run_dir, params) if contained else None
-    if outcome.blocked and contained:
-        try:
-            set_sync_status(run_dir, cache_dir_name=params.cache_dir_name, status="blocked_by_validation")
-        except (OSError, ValueError) as e:
-            # The verdict stands whether or not the lab app's file could be updated.
-            log.warning("could not record blocked_by_validation in creation.json", error=str(e))
-    log.info(
-        "gate checked",
-        blocked=outcome.blocked,
-        quiet=outcome.quiet,
-        findings=len(outcome.findings),
-    )
-    return MoverResult(step="gate", ok=True, gate=outcome, lastRevocationAt=revoked)
 
 
 STEPS: dict[str, Callable[..., MoverResult]] = {

@@ -38,11 +38,11 @@ from nassync.api.mover_io import (
     MoverResult,
     TransferSummary,
 )
-from nassync.mover.gate import run_dir_of
 from nassync.mover.logs import MoverLog
 from nassync.mover.manifest import Manifest, atomic_write_bytes, build_manifest, write_manifest
 from nassync.mover.outcome import StepFailed, examples, fail
 from nassync.mover.progress import ProgressReporter
+from nassync.mover.run import run_dir_of
 from nassync.transports.bandwidth import limit_at, next_change
 from nassync.transports.base import OWNER_MARKER, Command, Transport, TransportError
 from nassync.transports.catalog import transport_for

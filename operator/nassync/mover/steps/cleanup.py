@@ -5,7 +5,7 @@ passes, old enough, no recent revocation, not on hold). Inside the pod the
 rule is "any doubt, no delete": the manifest must be the one recorded at push
 (`expectedManifestSha256` is required here), the NAS must match it *now*
 (not just at the last verify: a NAS can lose or corrupt files since), and
-only then does `mover.cleanup.delete_run_data` prove the local side and
+only then does `mover.deletion.delete_run_data` prove the local side and
 delete. A local tree that no longer matches the manifest is a HashMismatch
 ("local run changed since it was verified; nothing deleted").
 """
@@ -15,10 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from nassync.api.mover_io import ErrorInfo, ErrorKind, MoverParams, MoverResult
-from nassync.mover.cleanup import CleanupIncomplete, CleanupRefused, delete_run_data
+from nassync.mover.deletion import CleanupIncomplete, CleanupRefused, delete_run_data
 from nassync.mover.logs import MoverLog
 from nassync.mover.outcome import StepFailed, fail
-from nassync.mover.verify import existing_run_dir, load_manifest, remote_check, revocation_stamp
+from nassync.mover.run import existing_run_dir, load_manifest, revocation_stamp
+from nassync.mover.steps.verify import remote_check
 from nassync.transports.classify import scrub
 
 

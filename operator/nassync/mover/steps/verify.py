@@ -11,65 +11,28 @@ Three checks, cheapest meaningful first:
    differing file is a HashMismatch naming the files. Files only on the NAS
    (our cache dir, older leftovers) are not failures: push never deletes.
 
-`remote_check` is shared with the cleanup step, whose last act before deleting
+`remote_check` is shared with the cleanup step (steps/cleanup.py), whose last act before deleting
 is this same comparison.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from nassync.api.mover_io import ErrorKind, ManifestSummary, MoverParams, MoverResult, VerifySummary
+from nassync.api.mover_io import ErrorKind, MoverParams, MoverResult, VerifySummary
 from nassync.mover.creation import set_sync_status
-from nassync.mover.gate import latest_revocation, run_dir_of
 from nassync.mover.logs import MoverLog
-from nassync.mover.manifest import build_manifest, compare, read_manifest, serialise
+from nassync.mover.manifest import build_manifest, compare
 from nassync.mover.outcome import StepFailed, examples, fail
 from nassync.mover.progress import ProgressReporter
+from nassync.mover.run import existing_run_dir, load_manifest, revocation_stamp
 from nassync.transports.base import TransferProgress, TransportError, resolve_method
 from nassync.transports.catalog import transport_for
 
 _EXAMPLES = 5
-
-
-def revocation_stamp(run_dir: Path, params: MoverParams) -> str | None:
-    when = latest_revocation(run_dir, params.cache_dir_name)
-    return when.isoformat().replace("+00:00", "Z") if when is not None else None
-
-
-def existing_run_dir(params: MoverParams) -> Path:
-    run_dir = run_dir_of(params)
-    if not run_dir.is_dir():
-        raise fail(ErrorKind.LOCAL_VANISHED, f"run directory {params.run_path} does not exist")
-    return run_dir
-
-
-def load_manifest(run_dir: Path, params: MoverParams) -> tuple[dict[str, str], ManifestSummary]:
-    """The recorded manifest, refused when it is missing or not the one pushed."""
-    try:
-        manifest = read_manifest(run_dir, cache_dir_name=params.cache_dir_name)
-    except FileNotFoundError as exc:
-        raise fail(
-            ErrorKind.HASH_MISMATCH,
-            "the run has no checksums.sha256 in its cache dir; it must be pushed again",
-        ) from exc
-    except ValueError as exc:
-        raise fail(ErrorKind.HASH_MISMATCH, f"checksums.sha256 is unreadable: {exc}") from exc
-    digest = hashlib.sha256(serialise(manifest)).hexdigest()
-    summary = ManifestSummary(files=len(manifest), bytes=0, sha256=digest)
-    expected = params.expected_manifest_sha256
-    if expected and expected.lower() != digest:
-        raise fail(
-            ErrorKind.HASH_MISMATCH,
-            "checksums.sha256 was changed after the push (its SHA-256 is not the one "
-            "recorded); nothing can be proven against it, so the run must be pushed again",
-            manifest=summary,
-        )
-    return manifest, summary
 
 
 class VerifyProgress:

@@ -1,0 +1,1 @@
+"""One module per mover step: gate, push, verify, cleanup."""
