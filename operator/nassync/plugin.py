@@ -34,28 +34,19 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from nassync.api.common import GROUP, VERSION, dig, parse_time
-from nassync.api.syncjob import PLURAL, RETRY_ANNOTATION, VERIFY_ANNOTATION
+from nassync.api.syncjob import NEEDS_PERSON, PLURAL, RETRY_ANNOTATION, VERIFY_ANNOTATION, Phase
+from nassync.core.humanize import human_bytes
 
 COLUMNS = ("NAMESPACE", "NAME", "TARGET", "PHASE", "PROGRESS", "SIZE", "VERIFIED", "AGE", "LAST ERROR")
 ERROR_WIDTH = 60
 MERGE_PATCH = "application/merge-patch+json"
 RESOURCE = f"{PLURAL}.{GROUP}"
 # Phases in which the operator acts on each request; elsewhere it records the value and ignores it.
-RETRY_PHASES = ("Failed", "Blocked")
-VERIFY_PHASES = ("Verified",)
+RETRY_PHASES = tuple(p.value for p in NEEDS_PERSON)
+VERIFY_PHASES = (Phase.VERIFIED.value,)
 
 
 # --- pure formatting --------------------------------------------------------------
-
-
-def human_bytes(n: int) -> str:
-    """Binary units like `kubectl top`/`df -h`: `512 B`, `1.5 KiB`, `20.0 GiB`."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def human_age(seconds: float) -> str:

@@ -28,6 +28,7 @@ from nassync.api.syncjob import (
     SyncJobStatus,
 )
 from nassync.api.target import Bandwidth, BandwidthWindow, Retry, SyncTarget
+from nassync.core.backoff import backoff_delay
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -464,7 +465,8 @@ def test_bandwidth_shape_matches_the_mover_contract() -> None:
 
 @pytest.mark.parametrize(("attempts", "delay"), [(0, 30), (1, 30), (2, 120), (4, 1800), (9, 1800)])
 def test_backoff_for_repeats_the_last_step(attempts: int, delay: int) -> None:
-    assert Retry().backoff_for(attempts) == delay
+    # The default schedule as decide() applies it (core/backoff.py).
+    assert backoff_delay(attempts, Retry().backoff_seconds) == delay
 
 
 def test_status_is_not_required_and_phase_enum_is_enforced() -> None:

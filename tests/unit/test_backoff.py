@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nassync.api.mover_io import ErrorKind
-from nassync.core.backoff import Verdict, backoff_delay, failure_outcome, human_seconds
+from nassync.core.backoff import Verdict, backoff_delay, failure_outcome
+from nassync.core.humanize import human_seconds
 
 SCHEDULE = (30, 120, 480, 1800)
 

@@ -104,7 +104,7 @@ DOCS = crdref.REPO / "docs"
 
 def _event_reasons() -> set[str]:
     """Every Event reason decide.py and the reconciler can emit on a SyncJob."""
-    from nassync.core.decide import _STEPS
+    from nassync.core.decide import STEPS
 
     text = (SRC / "core" / "decide.py").read_text() + (SRC / "controller" / "reconciler.py").read_text()
     reasons = set(re.findall(r'set_phase\([^)]*?reason="([A-Za-z]+)"', text, flags=re.S))
@@ -112,7 +112,7 @@ def _event_reasons() -> set[str]:
     reasons |= set(re.findall(r'EmitEvent\(type="(?:Normal|Warning)",\s*reason="([A-Za-z]+)"', text))
     reasons |= set(re.findall(r'_rearm\(run,\s*"([A-Za-z]+)"', text))
     templated = re.findall(r'f"\{step\.capitalize\(\)\}([A-Za-z]+)"', text)
-    reasons |= {step.capitalize() + suffix for suffix in templated for step in _STEPS}
+    reasons |= {step.capitalize() + suffix for suffix in templated for step in STEPS}
     return reasons
 
 

@@ -9,7 +9,7 @@ from nassync.api.mover_io import MoverParams
 from nassync.api.syncjob import SyncJob
 from nassync.api.target import SyncTarget
 from nassync.controller.moverjob import build_mover_job
-from nassync.controller.reconciler import child_jobs, latest_progress, parse_result
+from nassync.controller.observe import child_jobs, latest_progress, parse_result
 
 TARGET = {
     "apiVersion": "nassync.dev/v1alpha1", "kind": "SyncTarget",

@@ -59,6 +59,17 @@ class RsyncDestination(_Model):
 Destination = RcloneDestination | RsyncDestination
 
 
+def remote_run_path(base: str, run_path: str) -> str:
+    """`<destination path>/<runPath>`: the whole relative path, so projects never collide.
+
+    An empty base (an rclone remote's root, e.g. the login's home) gives the runPath alone.
+    """
+    run = run_path.strip("/")
+    if not base.strip("/"):
+        return ("/" + run) if base.startswith("/") else run
+    return base.rstrip("/") + "/" + run
+
+
 # Day names of bandwidth windows; the index is datetime.weekday().
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

@@ -57,9 +57,37 @@ class Phase(StrEnum):
     CLEANED = "Cleaned"
     FAILED = "Failed"
 
+    # Groups of phases, so that the operator, its metrics and the plugin never
+    # keep sets of their own.
 
-# Condition types a SyncJob reports (`kubectl wait --for=condition=Verified`).
-CONDITION_TYPES = ("Gated", "Pushed", "Verified", "Cleaned", "Failed")
+    @property
+    def runs_mover(self) -> bool:
+        """A mover of this phase's step may be running (Gating, Pushing, Verifying, Cleaning)."""
+        return self in _RUNS_MOVER
+
+    @property
+    def needs_person(self) -> bool:
+        """Nothing moves until a person acts (a retry annotation re-arms it): Blocked, Failed."""
+        return self in NEEDS_PERSON
+
+    @property
+    def is_terminal(self) -> bool:
+        """The job is done, for good or until a retry: Cleaned, Failed."""
+        return self in (Phase.CLEANED, Phase.FAILED)
+
+    @property
+    def is_queued(self) -> bool:
+        """Waiting for its first mover (queue depth): Pending, Queued."""
+        return self in (Phase.PENDING, Phase.QUEUED)
+
+    @property
+    def nas_copy_proven(self) -> bool:
+        """The NAS copy was verified against the manifest: Verified, Cleaning, Cleaned."""
+        return self in (Phase.VERIFIED, Phase.CLEANING, Phase.CLEANED)
+
+
+_RUNS_MOVER = frozenset({Phase.GATING, Phase.PUSHING, Phase.VERIFYING, Phase.CLEANING})
+NEEDS_PERSON = (Phase.FAILED, Phase.BLOCKED)
 
 
 def check_run_path(value: str) -> list[str]:
@@ -175,6 +203,7 @@ class TransferStatus(ApiModel):
     progress: Progress | None = None
 
 
+# The state of a mover Job: recorded in status.moverJob and observed on the Job.
 MoverJobState = Literal["Running", "Succeeded", "Failed"]
 
 

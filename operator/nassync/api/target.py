@@ -131,6 +131,13 @@ class SecretKeyRef(ApiModel):
     key: str = Field(default="rclone.conf", min_length=1, max_length=SECRET_KEY_MAX, pattern=SECRET_KEY_PATTERN)
 
 
+# Each destination model carries what the operator needs to know about its
+# transport: which Secret and keys it needs (target readiness), which of them
+# the mover pod mounts, and the mover contract's view of it (`to_mover`). The
+# pod side of the transport is in nassync/transports/, mapped by type in
+# transports/catalog.py.
+
+
 class RcloneDestination(ApiModel):
     """An rclone remote; the Secret holds the rclone config file."""
 
@@ -142,6 +149,29 @@ class RcloneDestination(ApiModel):
     @classmethod
     def _path(cls, value: str) -> str:
         return _no_control_characters(value, "spec.destination.rclone.path")
+
+    @property
+    def secret_name(self) -> str:
+        return self.config_secret_ref.name
+
+    @property
+    def required_secret_keys(self) -> frozenset[str]:
+        return frozenset({self.config_secret_ref.key})
+
+    @property
+    def secret_items(self) -> list[dict[str, str]] | None:
+        # The whole Secret: rclone.conf may name companion files (key_file,
+        # known_hosts_file) as /var/run/nassync/secret/<key>.
+        return None
+
+    def to_mover(self) -> mover_io.RcloneDestination:
+        return mover_io.RcloneDestination(
+            remote=self.remote, path=self.path,
+            configFile=f"{mover_io.SECRET_DIR}/{self.config_secret_ref.key}")
+
+
+SSH_KEY = "ssh-privatekey"
+SSH_KNOWN_HOSTS = "known_hosts"
 
 
 class RsyncDestination(ApiModel):
@@ -158,37 +188,65 @@ class RsyncDestination(ApiModel):
     def _path(cls, value: str) -> str:
         return _no_control_characters(value, "spec.destination.rsync.path")
 
+    @property
+    def secret_name(self) -> str:
+        return self.ssh_secret_ref.name
+
+    @property
+    def required_secret_keys(self) -> frozenset[str]:
+        return frozenset({SSH_KEY, SSH_KNOWN_HOSTS})
+
+    @property
+    def secret_items(self) -> list[dict[str, str]] | None:
+        return [{"key": SSH_KEY, "path": SSH_KEY}, {"key": SSH_KNOWN_HOSTS, "path": SSH_KNOWN_HOSTS}]
+
+    def to_mover(self) -> mover_io.RsyncDestination:
+        return mover_io.RsyncDestination(
+            host=self.host, port=self.port, user=self.user, path=self.path,
+            keyFile=f"{mover_io.SECRET_DIR}/{SSH_KEY}",
+            knownHostsFile=f"{mover_io.SECRET_DIR}/{SSH_KNOWN_HOSTS}")
+
+
+DestinationModel = RcloneDestination | RsyncDestination
+
 
 class Destination(ApiModel):
-    """Exactly one of `rclone` or `rsync`."""
+    """Exactly one transport block; its field name is the destination type."""
 
     rclone: RcloneDestination | None = None
     rsync: RsyncDestination | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Destination:
-        if (self.rclone is None) == (self.rsync is None):
-            raise ValueError("exactly one of spec.destination.rclone or spec.destination.rsync must be set")
+        chosen = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            names = " or ".join(f"spec.destination.{name}" for name in type(self).model_fields)
+            raise ValueError(f"exactly one of {names} must be set")
         return self
 
     @property
-    def type(self) -> Literal["rclone", "rsync"]:
-        return "rclone" if self.rclone is not None else "rsync"
+    def type(self) -> str:
+        """The destination type: the name of the one block that is set (a transport catalog key)."""
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+    @property
+    def chosen(self) -> DestinationModel:
+        """The one transport block that is set."""
+        value: DestinationModel = getattr(self, self.type)
+        return value
 
     @property
     def path(self) -> str:
         """The destination root; a run lands at `<path>/<runPath>`."""
-        if self.rclone is not None:
-            return self.rclone.path
-        assert self.rsync is not None  # guaranteed by _exactly_one
-        return self.rsync.path
+        return self.chosen.path
 
     @property
     def secret_name(self) -> str:
-        if self.rclone is not None:
-            return self.rclone.config_secret_ref.name
-        assert self.rsync is not None
-        return self.rsync.ssh_secret_ref.name
+        return self.chosen.secret_name
+
+    def remote_path(self, run_path: str) -> str:
+        """Where a run lands on the NAS."""
+        return mover_io.remote_run_path(self.path, run_path)
 
 
 # --- verify / bandwidth / policies ------------------------------------------
@@ -242,11 +300,6 @@ class Retry(ApiModel):
         if any(v < 0 for v in value):
             raise ValueError("backoffSeconds must all be >= 0")
         return value
-
-    def backoff_for(self, attempts: int) -> int:
-        """Delay after the `attempts`-th failure; the last step repeats."""
-        index = min(max(attempts, 1), len(self.backoff_seconds)) - 1
-        return self.backoff_seconds[index]
 
 
 class Gate(ApiModel):

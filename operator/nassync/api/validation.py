@@ -176,10 +176,18 @@ def validate_syncjob(
 
 
 def target_secret_name(target: Mapping[str, Any]) -> str:
-    """The Secret a SyncTarget object (as stored, maybe invalid) names; "" if none."""
+    """The Secret a SyncTarget object (as stored, maybe invalid) names; "" if none.
+
+    Read from the raw object, not the model, so that a target the model
+    refuses still gets its Secret checked: every destination block names its
+    Secret in a `*SecretRef` field.
+    """
     destination = dig(target, "spec", "destination") or {}
-    name = dig(destination, "rclone", "configSecretRef", "name") or dig(destination, "rsync", "sshSecretRef", "name")
-    return str(name or "")
+    for block in destination.values() if isinstance(destination, Mapping) else ():
+        for key, ref in (block.items() if isinstance(block, Mapping) else ()):
+            if key.endswith("SecretRef") and dig(ref, "name"):
+                return str(ref["name"])
+    return ""
 
 
 def _check_overrides(overrides: Any, old_overrides: Any) -> list[FieldError]:

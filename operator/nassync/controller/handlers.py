@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import kopf
 
 from nassync.api.common import GROUP, VERSION
 from nassync.certs import CertificateAuthority
-from nassync.controller.kube import Kube, load_config
+from nassync.controller.kube import ApiKube, load_config
+from nassync.controller.moverjob import DEFAULT_IMAGE
 from nassync.controller.reconciler import TARGET_ANNOTATION, Reconciler, TargetKey
 from nassync.core import names
 
@@ -36,19 +37,25 @@ class WebhookConfig:
     manage: bool = False
 
 
-class Runtime:
-    """Process-wide pieces created at startup (kopf handlers are module functions)."""
+@dataclass
+class OperatorMemo:
+    """Process-wide state, passed by kopf to every handler as `memo` (kopf.run(memo=...)).
 
-    reconciler: Reconciler | None = None
-    stop = threading.Event()
-    thread: threading.Thread | None = None
-    default_image: str = "ghcr.io/nassync/nassync:0.1.0"
+    main.py fills in the configuration; `configure` (startup) adds the
+    reconciler and its thread. kopf gives each object a shallow copy, so all
+    copies share the one reconciler.
+    """
+
+    default_image: str = DEFAULT_IMAGE
     webhook: WebhookConfig | None = None
+    reconciler: Reconciler | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
 
 
-def _enqueue(namespace: str | None, target: str | None) -> None:
-    if Runtime.reconciler is not None and namespace and target:
-        Runtime.reconciler.enqueue(TargetKey(namespace, target))
+def _enqueue(memo: OperatorMemo, namespace: str | None, target: str | None) -> None:
+    if memo.reconciler is not None and namespace and target:
+        memo.reconciler.enqueue(TargetKey(namespace, target))
 
 
 def _self_signed(host: str) -> tuple[str, str, str]:
@@ -64,7 +71,7 @@ def _self_signed(host: str) -> tuple[str, str, str]:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: OperatorMemo, **_: Any) -> None:
     # Our own prefix and finalizer name from day one (changing them later re-runs handlers).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="nassync.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -76,7 +83,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}")
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    hook = Runtime.webhook
+    hook = memo.webhook
     if hook is not None:
         certfile, keyfile, cafile = hook.certfile, hook.keyfile, None
         if certfile is None:
@@ -87,35 +94,35 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Fail closed: a SyncJob that could not be checked is not admitted.
         settings.admission.managed = "nassync.dev" if hook.manage else None
     load_config()
-    Runtime.reconciler = Reconciler(Kube(), default_image=Runtime.default_image)
-    Runtime.stop.clear()
-    Runtime.thread = threading.Thread(target=Runtime.reconciler.run_forever, args=(Runtime.stop,),
-                                      name="reconciler", daemon=True)
-    Runtime.thread.start()
+    memo.reconciler = Reconciler(ApiKube(), default_image=memo.default_image)
+    memo.stop.clear()
+    memo.thread = threading.Thread(target=memo.reconciler.run_forever, args=(memo.stop,),
+                                   name="reconciler", daemon=True)
+    memo.thread.start()
 
 
 @kopf.on.cleanup()
-def shutdown(**_: Any) -> None:
-    Runtime.stop.set()
-    if Runtime.thread is not None:
-        Runtime.thread.join(timeout=10)
+def shutdown(memo: OperatorMemo, **_: Any) -> None:
+    memo.stop.set()
+    if memo.thread is not None:
+        memo.thread.join(timeout=10)
 
 
 @kopf.on.event(GROUP, VERSION, "syncjobs")
-def syncjob_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    _enqueue(namespace, (body.get("spec") or {}).get("targetRef", {}).get("name"))
+def syncjob_changed(body: kopf.Body, namespace: str | None, memo: OperatorMemo, **_: Any) -> None:
+    _enqueue(memo, namespace, (body.get("spec") or {}).get("targetRef", {}).get("name"))
 
 
 @kopf.on.event(GROUP, VERSION, "synctargets")
-def target_changed(name: str | None, namespace: str | None, **_: Any) -> None:
-    _enqueue(namespace, name)
+def target_changed(name: str | None, namespace: str | None, memo: OperatorMemo, **_: Any) -> None:
+    _enqueue(memo, namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})
-def mover_changed(annotations: kopf.Annotations, namespace: str | None, **_: Any) -> None:
-    _enqueue(namespace, annotations.get(TARGET_ANNOTATION))
+def mover_changed(annotations: kopf.Annotations, namespace: str | None, memo: OperatorMemo, **_: Any) -> None:
+    _enqueue(memo, namespace, annotations.get(TARGET_ANNOTATION))
 
 
 @kopf.on.probe(id="reconciler")
-def reconciler_alive(**_: Any) -> bool:
-    return Runtime.thread is not None and Runtime.thread.is_alive()
+def reconciler_alive(memo: OperatorMemo, **_: Any) -> bool:
+    return memo.thread is not None and memo.thread.is_alive()

@@ -1,8 +1,14 @@
-"""The few Kubernetes API calls the operator makes, in one place.
+"""The few Kubernetes API calls the operator makes, behind one small interface.
 
-Keeping them here keeps the reconciler readable and makes the operator's RBAC
-auditable: every verb the chart's ClusterRole grants is used by a function in
-this module, and nothing else in the operator talks to the API.
+`Kube` is everything the reconciler may do to the cluster; `ApiKube` does it
+with the kubernetes client, and the unit tests use a fake (tests/unit/fake_kube.py),
+so the reconcile loop is tested without an apiserver (as the CronJob
+controller tests its loop). Keeping every call here also makes the operator's
+RBAC auditable: each verb the chart's ClusterRole grants is used by a method
+of `ApiKube`, and nothing else in the operator talks to the API.
+
+Raw objects cross module lines as the TypedDicts below: only the fields the
+operator reads are named.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import Any, Protocol, TypedDict
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -23,6 +29,44 @@ SYNCJOBS = "syncjobs"
 SYNCTARGETS = "synctargets"
 
 
+class ObjectMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    resourceVersion: str
+    creationTimestamp: str
+    deletionTimestamp: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    ownerReferences: list[dict[str, Any]]
+
+
+class Body(TypedDict, total=False):
+    """A Kubernetes object as the API returns it (SyncJob, SyncTarget, Job, Pod)."""
+
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+class Kube(Protocol):
+    """What the reconciler does to the cluster."""
+
+    def get_target(self, namespace: str, name: str) -> Body | None: ...
+    def list_syncjobs(self, namespace: str) -> list[Body]: ...
+    def replace_syncjob_status(self, body: Body) -> bool: ...
+    def patch_target_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    def list_jobs(self, namespace: str, selector: str) -> list[Body]: ...
+    def list_pods(self, namespace: str, selector: str) -> list[Body]: ...
+    def create_job(self, body: dict[str, Any]) -> bool: ...
+    def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str: ...
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None: ...
+    def emit_event(self, involved: Body, *, type_: str, reason: str, message: str) -> None: ...
+
+
 def load_config() -> None:
     """In-cluster service-account credentials when in a pod, else the kubeconfig."""
     try:
@@ -31,16 +75,18 @@ def load_config() -> None:
         config.load_kube_config()
 
 
-class Kube:
+class ApiKube:
+    """`Kube` through the kubernetes client (in-cluster credentials or the kubeconfig)."""
+
     def __init__(self) -> None:
         self.core = client.CoreV1Api()
         self.batch = client.BatchV1Api()
         self.custom = client.CustomObjectsApi()
 
     # custom resources ------------------------------------------------------
-    def get_target(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get_target(self, namespace: str, name: str) -> Body | None:
         try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            obj: Body = self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, SYNCTARGETS, name)
             return obj
         except ApiException as e:
@@ -48,12 +94,12 @@ class Kube:
                 return None
             raise
 
-    def list_syncjobs(self, namespace: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
+    def list_syncjobs(self, namespace: str) -> list[Body]:
+        items: list[Body] = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, SYNCJOBS)["items"]
         return items
 
-    def replace_syncjob_status(self, body: dict[str, Any]) -> bool:
+    def replace_syncjob_status(self, body: Body) -> bool:
         """PUT the status with the body's resourceVersion; False on a conflict."""
         meta = body["metadata"]
         try:
@@ -74,16 +120,16 @@ class Kube:
                 raise
 
     # mover jobs and pods ---------------------------------------------------
-    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+    def list_jobs(self, namespace: str, selector: str) -> list[Body]:
         resp = self.batch.list_namespaced_job(namespace, label_selector=selector,
                                               _preload_content=False)
-        items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+        items: list[Body] = json.loads(resp.data)["items"]
         return items
 
-    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+    def list_pods(self, namespace: str, selector: str) -> list[Body]:
         resp = self.core.list_namespaced_pod(namespace, label_selector=selector,
                                              _preload_content=False)
-        items: list[dict[str, Any]] = json.loads(resp.data)["items"]
+        items: list[Body] = json.loads(resp.data)["items"]
         return items
 
     def create_job(self, body: dict[str, Any]) -> bool:
@@ -104,17 +150,17 @@ class Kube:
         except ApiException:
             return ""
 
-    def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         try:
             secret = self.core.read_namespaced_secret(name, namespace)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
-        return set((secret.data or {}).keys())
+        return frozenset((secret.data or {}).keys())
 
     # events -----------------------------------------------------------------
-    def emit_event(self, involved: dict[str, Any], *, type_: str, reason: str, message: str) -> None:
+    def emit_event(self, involved: Body, *, type_: str, reason: str, message: str) -> None:
         meta = involved["metadata"]
         now = dt.datetime.now(dt.UTC)
         body = {

@@ -11,6 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from nassync.controller import handlers
+from nassync.controller.moverjob import DEFAULT_IMAGE
 from nassync.logs import configure_logging
 
 
@@ -23,7 +24,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--metrics-address", default=os.environ.get("NASSYNC_METRICS_ADDRESS", "0.0.0.0"))
     p.add_argument("--health-port", type=int, default=int(os.environ.get("NASSYNC_HEALTH_PORT", 8081)),
                    help="port of the liveness endpoint /healthz (0 disables it)")
-    p.add_argument("--mover-image", default=os.environ.get("NASSYNC_MOVER_IMAGE", handlers.Runtime.default_image),
+    p.add_argument("--mover-image", default=os.environ.get("NASSYNC_MOVER_IMAGE", DEFAULT_IMAGE),
                    help="image for mover Jobs when a SyncTarget does not set spec.mover.image")
     p.add_argument("--webhook-port", type=int, default=int(os.environ.get("NASSYNC_WEBHOOK_PORT", 0)),
                    help="serve the validating admission webhook on this port (0: no webhook)")
@@ -45,11 +46,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(fmt=args.log_format, level=args.log_level)
-    handlers.Runtime.default_image = args.mover_image
+    memo = handlers.OperatorMemo(default_image=args.mover_image)
     if args.webhook_port:
         from nassync.controller import webhook  # noqa: F401  (registers the admission handler)
 
-        handlers.Runtime.webhook = handlers.WebhookConfig(
+        memo.webhook = handlers.WebhookConfig(
             port=args.webhook_port, address=args.webhook_address, host=args.webhook_host,
             certfile=args.webhook_cert, keyfile=args.webhook_key, manage=args.webhook_manage)
     if args.metrics_port:
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not args.namespace,
         namespaces=list(args.namespace),
         liveness_endpoint=liveness,
+        memo=memo,
     )
     return 0
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from nassync.api.common import parse_time
 from nassync.api.syncjob import Phase, SyncJob, SyncJobStatus
+from nassync.controller.kube import Body
 
 _LABELS = ("namespace", "target")
 _STEP_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -37,15 +37,12 @@ MOVERS_STARTED = Counter("nassync_movers_started_total", "Mover Jobs created.", 
 RECONCILE_ERRORS = Counter("nassync_reconcile_errors_total", "Reconcile rounds that raised.")
 RECONCILE_SECONDS = Histogram("nassync_reconcile_duration_seconds", "Duration of one target's reconcile round.")
 
-_UNVERIFIED = {Phase.PENDING, Phase.GATING, Phase.BLOCKED, Phase.QUEUED, Phase.PUSHING,
-               Phase.VERIFYING, Phase.FAILED}
-
 
 def _target(job: SyncJob) -> tuple[str, str]:
     return str(job.metadata.get("namespace", "")), job.spec.target_ref.name
 
 
-def observe_transition(body: dict[str, Any], job: SyncJob, new: SyncJobStatus) -> None:
+def observe_transition(body: Body, job: SyncJob, new: SyncJobStatus) -> None:
     """Count what changed between the stored status (`job.status`) and the new one."""
     old = job.status
     labels = _target(job)
@@ -73,7 +70,7 @@ def observe_transition(body: dict[str, Any], job: SyncJob, new: SyncJobStatus) -
         STEP_SECONDS.labels(*labels, step).observe(seconds)
 
 
-def observe_target(namespace: str, target: str, *, bodies: Iterable[dict[str, Any]], active: int,
+def observe_target(namespace: str, target: str, *, bodies: Iterable[Body], active: int,
                    now: datetime) -> None:
     phases = {str(p): 0 for p in Phase}
     oldest = 0.0
@@ -81,9 +78,13 @@ def observe_target(namespace: str, target: str, *, bodies: Iterable[dict[str, An
     for body in bodies:
         phase = (body.get("status") or {}).get("phase") or Phase.PENDING.value
         phases[phase] = phases.get(phase, 0) + 1
-        if phase in (Phase.PENDING.value, Phase.QUEUED.value):
+        try:
+            known = Phase(phase)
+        except ValueError:
+            continue  # written by a newer operator; counted above, judged by nothing
+        if known.is_queued:
             queued += 1
-        if phase in {p.value for p in _UNVERIFIED}:
+        if not known.nas_copy_proven:
             created = body["metadata"].get("creationTimestamp")
             if created:
                 oldest = max(oldest, (now - parse_time(created)).total_seconds())

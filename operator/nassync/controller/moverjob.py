@@ -16,7 +16,6 @@ from typing import Any
 
 from nassync.api import mover_io
 from nassync.api.common import API_VERSION
-from nassync.api.durations import parse_duration
 from nassync.api.syncjob import SyncJob
 from nassync.api.target import SyncTarget
 from nassync.core import names
@@ -30,28 +29,14 @@ SOURCE_VOLUME = "source"
 
 def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mover_io.MoverParams:
     spec = target.spec
-    dest: mover_io.Destination
-    if spec.destination.rclone is not None:
-        rc = spec.destination.rclone
-        dest = mover_io.RcloneDestination(
-            remote=rc.remote, path=rc.path,
-            configFile=f"{mover_io.SECRET_DIR}/{rc.config_secret_ref.key}")
-    elif spec.destination.rsync is not None:
-        rs = spec.destination.rsync
-        dest = mover_io.RsyncDestination(
-            host=rs.host, port=rs.port, user=rs.user, path=rs.path,
-            keyFile=f"{mover_io.SECRET_DIR}/ssh-privatekey",
-            knownHostsFile=f"{mover_io.SECRET_DIR}/known_hosts")
-    else:  # the CRD's exactly-one-of rule makes this unreachable for stored objects
-        raise ValueError("SyncTarget has no destination")
     return mover_io.MoverParams(
         step=step,
         runPath=job.spec.run_path,
         cacheDirName=spec.source.cache_dir_name,
-        destination=dest,
+        destination=spec.destination.chosen.to_mover(),
         verifyMethod=spec.verify.method,
         bandwidth=spec.bandwidth.to_mover(),
-        quietPeriodSeconds=parse_duration(spec.gate.quiet_period),
+        quietPeriodSeconds=spec.gate.quiet_period_seconds,
         overrides=[o.to_mover() for o in job.spec.overrides],
         retainCache=spec.cleanup.retain_cache,
         expectedManifestSha256=(job.status.manifest.sha256 or None) if job.status.manifest else None,
@@ -86,18 +71,10 @@ def _volumes(target: SyncTarget) -> list[dict[str, Any]]:
                   "persistentVolumeClaim": {"claimName": src.persistent_volume_claim.claim_name}}
     else:
         raise ValueError("SyncTarget has no source volume")
-    dest = target.spec.destination
-    secret: dict[str, Any]
-    if dest.rclone is not None:
-        # The whole Secret: rclone.conf may name companion files (key_file,
-        # known_hosts_file) as /var/run/nassync/secret/<key>.
-        secret = {"secretName": dest.rclone.config_secret_ref.name}
-    elif dest.rsync is not None:
-        secret = {"secretName": dest.rsync.ssh_secret_ref.name,
-                  "items": [{"key": "ssh-privatekey", "path": "ssh-privatekey"},
-                            {"key": "known_hosts", "path": "known_hosts"}]}
-    else:
-        raise ValueError("SyncTarget has no destination")
+    dest = target.spec.destination.chosen
+    secret: dict[str, Any] = {"secretName": dest.secret_name}
+    if dest.secret_items is not None:
+        secret["items"] = dest.secret_items
     # 0440 + fsGroup on a real kubelet; the mover copies the ssh key to a 0600
     # file of its own because ssh refuses group-readable keys.
     secret["defaultMode"] = 0o440 if target.spec.mover.security_context and \

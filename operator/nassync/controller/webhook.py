@@ -15,15 +15,15 @@ import kopf
 
 from nassync.api import validation
 from nassync.api.common import GROUP, VERSION
-from nassync.controller.kube import Kube
+from nassync.controller.kube import ApiKube
 
-_kube: Kube | None = None
+_kube: ApiKube | None = None
 
 
-def _client() -> Kube:
+def _client() -> ApiKube:
     global _kube
     if _kube is None:
-        _kube = Kube()
+        _kube = ApiKube()
     return _kube
 
 

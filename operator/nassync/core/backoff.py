@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from nassync.api.mover_io import ErrorKind
+from nassync.core.humanize import human_seconds
 
 DEFAULT_BACKOFF_SECONDS: tuple[int, ...] = (30, 120, 480, 1800)
 DEFAULT_MAX_ATTEMPTS = 5
@@ -90,17 +91,3 @@ def failure_outcome(
     delay = backoff_delay(attempts, schedule)
     why = f"attempt {attempts + 1} of {limit} in {human_seconds(delay)}"
     return FailureOutcome(Verdict.RETRY, attempts, delay, why)
-
-
-def human_seconds(seconds: float) -> str:
-    """A short human duration with at most two units: `45s`, `2m`, `1h30m`, `2d3h`."""
-    total = max(0, round(seconds))
-    for unit, size, sub_unit, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
-        if total >= size:
-            count, rest = divmod(total, size)
-            sub = rest // sub_size
-            return f"{count}{unit}{sub}{sub_unit}" if sub else f"{count}{unit}"
-    minutes, secs = divmod(total, 60)
-    if minutes:
-        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
-    return f"{secs}s"

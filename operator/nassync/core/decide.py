@@ -1,9 +1,10 @@
 """The SyncJob phase machine: one pure function from observations to a decision.
 
-`decide()` is the whole policy of the operator (DESIGN.md §2). It sees one
-SyncJob, its SyncTarget (None when missing), the mover Jobs that exist for it,
-whether a mover slot is free, and the time; it returns the new status, the
-actions to take and when to look again. No I/O, no kopf, no Kubernetes client:
+`decide()` is the whole policy of the operator (docs/concepts.md). It sees
+one SyncJob, its SyncTarget (None when missing or unreadable) and whether that
+target is ready (core/readiness.py), the mover Jobs that exist for it, the
+running mover's latest progress, whether a mover slot is free, and the time;
+it returns the new status, the actions to take and when to look again. No I/O, no kopf, no Kubernetes client:
 everything here is tested with plain values, and the kopf shell only observes
 and executes.
 
@@ -28,18 +29,21 @@ Three rules worth seeing at a glance:
   issues (see `_try_cleanup`), and `CreateMoverJob` refuses a cleanup without one;
 - `status.attempts` never exceeds the target's `retry.maxAttempts`.
 
-Why one module of ~750 lines: every transition reads and writes the same
-working status, and a reader checking "can this path delete data?" should be
-able to follow it top to bottom without hopping files. Its parts that stand
-alone (names, backoff, conditions, interlocks, actions) live beside it.
+Each mover step is one row of `STEP_TABLE` (at the bottom): the phase it
+runs in, the condition it reports on, the phases in which it comes next, how
+it starts, how its result is checked and applied, and where a retry goes.
+
+Why one module: every transition reads and writes the same working status,
+and a reader checking "can this path delete data?" should be able to follow
+it top to bottom without hopping files. Its parts that stand alone (names,
+backoff, conditions, interlocks, readiness, actions) live beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 from nassync.api.common import InvalidTime, parse_time
 from nassync.api.mover_io import ErrorKind, GateOutcome, MoverResult, Step, VerifySummary
@@ -51,8 +55,10 @@ from nassync.api.syncjob import (
     GateStatus,
     LastError,
     ManifestStatus,
+    MoverJobState,
     MoverJobStatus,
     Phase,
+    Progress,
     SyncJob,
     SyncJobStatus,
     TransferStatus,
@@ -66,13 +72,14 @@ from nassync.core.backoff import (
     DEFAULT_MAX_ATTEMPTS,
     Verdict,
     failure_outcome,
-    human_seconds,
 )
 from nassync.core.conditions import ConditionStatus
+from nassync.core.humanize import human_bytes, human_seconds
 from nassync.core.interlocks import CleanupFacts, CleanupPermit
 from nassync.core.names import job_name
+from nassync.core.readiness import READY, Readiness
 
-ChildState = Literal["Running", "Succeeded", "Failed"]
+ChildState = MoverJobState
 
 # A Job the operator has just created may not be visible yet in what the shell
 # observed (watch/cache lag); only after this long is a missing Job "gone".
@@ -81,20 +88,9 @@ MOVER_APPEAR_GRACE_SECONDS = 60.0
 # same target also wakes it through the shell).
 SLOT_POLL_SECONDS = 15.0
 TARGET_MISSING_POLL_SECONDS = 30.0
-
-_PHASE_OF_STEP: dict[Step, Phase] = {
-    "gate": Phase.GATING,
-    "push": Phase.PUSHING,
-    "verify": Phase.VERIFYING,
-    "cleanup": Phase.CLEANING,
-}
-_CONDITION_OF_STEP: dict[Step, str] = {
-    "gate": cond.GATED,
-    "push": cond.PUSHED,
-    "verify": cond.VERIFIED,
-    "cleanup": cond.CLEANED,
-}
-_STEPS: tuple[Step, ...] = ("gate", "push", "verify", "cleanup")
+# Secrets are not watched: a target waiting for one looks again this often.
+TARGET_NOT_READY_POLL_SECONDS = 15.0
+_NOT_READY_PREFIX = "SyncTarget is not ready"
 
 
 @dataclass(frozen=True)
@@ -105,6 +101,15 @@ class ChildJob:
     step: Step
     state: ChildState
     result: MoverResult | None = None  # parsed termination message, if any
+
+
+@dataclass(frozen=True)
+class MoverProgress:
+    """The latest progress line of mover Job `name` (read by the shell from its pod log)."""
+
+    name: str
+    step: Step
+    progress: Progress
 
 
 # --- the working state of one call ------------------------------------------
@@ -165,8 +170,14 @@ def decide(
     children: Mapping[str, ChildJob],
     slot_available: bool,
     now: datetime,
+    readiness: Readiness = READY,
+    progress: MoverProgress | None = None,
 ) -> Decision:
-    """Decide what happens next to `job`. Pure: the inputs are not modified."""
+    """Decide what happens next to `job`. Pure: the inputs are not modified.
+
+    `readiness` says whether `target` may start movers (core/readiness.py);
+    with `target=None` a ready readiness reads as "the target does not exist".
+    """
     run = _Run(
         job=job,
         target=target,
@@ -182,12 +193,13 @@ def decide(
     _adopt_orphan(run)
     _take_requests(run, generation_changed=generation_changed)
     _note_suspend(run)
-    if target is None:
-        _target_missing(run)
+    if target is None or not readiness.ready:
+        _target_unusable(run, readiness)
     else:
-        _target_found(run)
+        _target_usable(run)
         if not run.mover_running() and not job.spec.suspend:
             _advance(run)
+    _note_progress(run, progress)
     return Decision(status=run.status, actions=tuple(run.actions), requeue_after=run.requeue_after)
 
 
@@ -221,7 +233,8 @@ def _track_mover(run: _Run) -> None:
         return
     child = run.children.get(mover.name)
     # A status without a step (hand-edited) is read as the step its phase implies.
-    step = mover.step or (child.step if child else None) or _next_step(run.status.phase) or "push"
+    after = _step_after(run.status.phase)
+    step = mover.step or (child.step if child else None) or (after.step if after else "push")
     if child is None:
         age = (run.now - mover.started_at).total_seconds() if mover.started_at else None
         if age is not None and 0 <= age < MOVER_APPEAR_GRACE_SECONDS:
@@ -247,8 +260,9 @@ def _finish_mover(run: _Run, state: ChildState) -> None:
     run.status.mover_job = mover.model_copy(update={"state": state})
 
 
-def _problem(step: Step, child: ChildJob) -> tuple[ErrorKind, str] | None:
+def _problem(spec: StepSpec, child: ChildJob) -> tuple[ErrorKind, str] | None:
     """Why `child` did not do its job, or None when its result can be used."""
+    step = spec.step
     result = child.result
     if result is None:
         return ErrorKind.UNKNOWN, (f"mover pod ended without a result (see kubectl logs job/{child.name})")
@@ -260,32 +274,22 @@ def _problem(step: Step, child: ChildJob) -> tuple[ErrorKind, str] | None:
         return result.error.kind, result.error.message
     if child.state == "Failed":
         return ErrorKind.UNKNOWN, f"mover Job {child.name} failed although its result says ok"
-    if step == "gate" and result.gate is None:
-        return ErrorKind.UNKNOWN, "the gate mover reported success without a gate outcome"
-    if step == "push" and (result.manifest is None or not result.manifest.sha256):
-        return ErrorKind.UNKNOWN, "the push mover reported success without a manifest"
-    return None
+    unusable = spec.unusable(result)
+    return (ErrorKind.UNKNOWN, unusable) if unusable else None
 
 
 def _consume(run: _Run, *, step: Step, child: ChildJob) -> None:
+    spec = STEP_TABLE[step]
     result = child.result
     if result is not None and result.last_revocation_at is not None:
         _note_revocation(run, result.last_revocation_at)
-    problem = _problem(step, child)
+    problem = _problem(spec, child)
     if problem is not None:
         kind, message = problem
         _failed(run, step=step, kind=kind, message=message, result=result)
         return
     assert result is not None
-    if step == "gate":
-        assert result.gate is not None
-        _gate_done(run, result.gate)
-    elif step == "push":
-        _push_done(run, result)
-    elif step == "verify":
-        _verify_done(run, result.verify or VerifySummary.model_validate({}))
-    else:
-        _cleanup_done(run, result)
+    spec.done(run, result)
 
 
 def _note_revocation(run: _Run, value: str) -> None:
@@ -305,7 +309,9 @@ def _note_revocation(run: _Run, value: str) -> None:
 # --- results of successful steps ---------------------------------------------
 
 
-def _gate_done(run: _Run, outcome: GateOutcome) -> None:
+def _gate_done(run: _Run, result: MoverResult) -> None:
+    outcome = result.gate
+    assert outcome is not None  # checked by _gate_unusable
     findings = [
         GateFinding(
             rule=f.rule[:64],
@@ -383,14 +389,15 @@ def _push_done(run: _Run, result: MoverResult) -> None:
         bandwidthLimitKiBps=transfer.bandwidth_limit_kibps if transfer else 0,
     )
     if run.target is not None:
-        status.remote_path = remote_path(run.target, run.job)
+        status.remote_path = run.target.spec.destination.remote_path(run.job.spec.run_path)
     where = status.remote_path or "the NAS"
-    message = f"pushed {manifest.files} files ({_size(manifest.bytes)}) to {where}"
+    message = f"pushed {manifest.files} files ({human_bytes(manifest.bytes)}) to {where}"
     run.condition(cond.PUSHED, "True", "Pushed", message)
     run.set_phase(Phase.VERIFYING, reason="Pushed", message=message)
 
 
-def _verify_done(run: _Run, summary: VerifySummary) -> None:
+def _verify_done(run: _Run, result: MoverResult) -> None:
+    summary = result.verify or VerifySummary.model_validate({})
     status = run.status
     if summary.local_changed:
         message = "local files changed after the push; pushing again"
@@ -417,7 +424,7 @@ def _cleanup_done(run: _Run, result: MoverResult) -> None:
     files = summary.files_deleted if summary else 0
     freed = summary.bytes_freed if summary else 0
     run.status.cleaned_at = run.now
-    message = f"deleted {files} local files, freed {_size(freed)}; the NAS copy is verified"
+    message = f"deleted {files} local files, freed {human_bytes(freed)}; the NAS copy is verified"
     run.condition(cond.CLEANED, "True", "Cleaned", message)
     run.set_phase(Phase.CLEANED, reason="Cleaned", message=message)
 
@@ -460,17 +467,8 @@ def _failed(run: _Run, *, step: Step, kind: ErrorKind, message: str, result: Mov
         run.condition(cond.FAILED, "True", str(kind), text)
         run.set_phase(Phase.FAILED, reason="Failed", message=text, type_="Warning")
         return
-    # A gate is retried as a gate: skipping it would push an unchecked run. A
-    # cleanup that could not finish (NAS unreachable, pod killed part way) is
-    # retried as a cleanup: pushing again would rewrite the manifest from a run
-    # that may already be partly deleted.
-    # (A mismatch still pushes again: the NAS copy is what needs repair then.)
-    if step == "gate":
-        back_to = Phase.PENDING
-    elif step == "cleanup" and kind is not ErrorKind.HASH_MISMATCH:
-        back_to = Phase.VERIFIED
-    else:
-        back_to = Phase.QUEUED
+    spec = STEP_TABLE[step]
+    back_to = spec.mismatch_retry_in if kind is ErrorKind.HASH_MISMATCH else spec.retry_in
     status.next_attempt_at = (
         run.now + timedelta(seconds=outcome.delay_seconds) if outcome.verdict is Verdict.RETRY else None
     )
@@ -541,45 +539,60 @@ def _note_suspend(run: _Run) -> None:
 # --- the target -----------------------------------------------------------------
 
 
-def remote_path(target: SyncTarget, job: SyncJob) -> str:
-    """Where the run lands on the NAS: `<destination.path>/<runPath>`."""
-    return f"{target.spec.destination.path.rstrip('/')}/{job.spec.run_path}"
-
-
 def _target_missing_message(job: SyncJob) -> str:
     return f'SyncTarget "{job.spec.target_ref.name}" not found in namespace "{job.namespace}"'
 
 
-def _target_missing(run: _Run) -> None:
+def _target_unusable(run: _Run, readiness: Readiness) -> None:
+    """Say on the SyncJob why nothing moves: its target is missing, unreadable or not ready.
+
+    A running mover finishes and is consumed as usual; nothing new starts.
+    """
     status = run.status
-    step = _next_step(status.phase)
-    if step is None or run.mover_running():
+    spec = _step_after(status.phase)
+    if spec is None or run.mover_running():
         return
-    message = _target_missing_message(run.job)
+    missing = run.target is None and (readiness.ready or readiness.reason == "TargetMissing")
+    if missing:
+        reason, message = "TargetMissing", _target_missing_message(run.job)
+        poll = TARGET_MISSING_POLL_SECONDS
+    else:
+        reason, message = "TargetNotReady", f"{_NOT_READY_PREFIX} ({readiness.reason}): {readiness.message}"
+        poll = TARGET_NOT_READY_POLL_SECONDS
     last = status.last_error
     if last is None or last.kind != ErrorKind.CONFIG or last.message != message:
         status.last_error = LastError(kind=ErrorKind.CONFIG, message=message, at=run.now)
-        run.emit("Warning", "TargetMissing", message)
-    _hold(run, step, "TargetMissing", message)
-    run.wake_in(TARGET_MISSING_POLL_SECONDS)
+        # Literal reasons, so that docs/operations.md can be checked against them.
+        if missing:
+            run.emit("Warning", "TargetMissing", message)
+        else:
+            run.emit("Warning", "TargetNotReady", message)
+    _hold(run, spec.step, reason, message)
+    run.wake_in(poll)
 
 
-def _target_found(run: _Run) -> None:
+def _target_usable(run: _Run) -> None:
+    """Forget an error that only said the target was missing or not ready."""
     last = run.status.last_error
-    if last is not None and last.message == _target_missing_message(run.job):
+    if last is not None and (last.message == _target_missing_message(run.job)
+                             or last.message.startswith(_NOT_READY_PREFIX)):
         run.status.last_error = None
 
 
-def _next_step(phase: Phase) -> Step | None:
-    if phase in (Phase.PENDING, Phase.GATING):
-        return "gate"
-    if phase in (Phase.QUEUED, Phase.PUSHING):
-        return "push"
-    if phase == Phase.VERIFYING:
-        return "verify"
-    if phase in (Phase.VERIFIED, Phase.CLEANING):
-        return "cleanup"
-    return None  # Blocked, Cleaned, Failed wait for a person
+def _step_after(phase: Phase) -> StepSpec | None:
+    """The step that comes next in `phase`; None where a person must act (Blocked, Cleaned, Failed)."""
+    return next((spec for spec in STEP_TABLE.values() if phase in spec.next_in), None)
+
+
+def _note_progress(run: _Run, progress: MoverProgress | None) -> None:
+    """Copy the running mover's latest progress into status.transfer.progress."""
+    mover = run.status.mover_job
+    if progress is None or mover is None or mover.state != "Running":
+        return
+    if mover.name != progress.name or mover.step != progress.step:
+        return
+    transfer = run.status.transfer or TransferStatus()
+    run.status.transfer = transfer.model_copy(update={"progress": progress.progress})
 
 
 # --- starting the next mover -------------------------------------------------------
@@ -587,21 +600,22 @@ def _next_step(phase: Phase) -> Step | None:
 
 def _advance(run: _Run) -> None:
     """Start the next step of a job that has no running mover."""
-    phase = run.status.phase
-    if phase in (Phase.PENDING, Phase.GATING):
-        if _due(run):
-            _start(run, "gate")
-    elif phase in (Phase.QUEUED, Phase.PUSHING):
-        if _due(run):
-            _start(run, "push")
-    elif phase == Phase.VERIFYING:
-        _start(run, "verify")
-    elif phase in (Phase.VERIFIED, Phase.CLEANING):
-        # Cleaning without a running mover only follows a hand-edited status:
-        # fall back to Verified, which re-checks every interlock.
-        run.set_phase(Phase.VERIFIED, reason="Resumed", message="re-checking cleanup interlocks")
-        if _due(run):  # a failed cleanup waits out its backoff
-            _audit(run)
+    spec = _step_after(run.status.phase)
+    if spec is not None:
+        spec.advance(run, spec)
+
+
+def _start_when_due(run: _Run, spec: StepSpec) -> None:
+    if not spec.waits_for_backoff or _due(run):
+        _start(run, spec.step)
+
+
+def _audit_when_due(run: _Run, spec: StepSpec) -> None:
+    # Cleaning without a running mover only follows a hand-edited status:
+    # fall back to Verified, which re-checks every interlock.
+    run.set_phase(Phase.VERIFIED, reason="Resumed", message="re-checking cleanup interlocks")
+    if not spec.waits_for_backoff or _due(run):  # a failed cleanup waits out its backoff
+        _audit(run)
 
 
 def _due(run: _Run) -> bool:
@@ -628,7 +642,7 @@ def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None) -> boo
     run.started_mover = True
     _record_mover(run, step=step, name=name, n=n)
     run.set_phase(
-        _PHASE_OF_STEP[step],
+        STEP_TABLE[step].phase,
         reason=f"{step.capitalize()}Started",
         message=f"{step} started (mover Job {name})",
     )
@@ -655,13 +669,13 @@ def _adopt_orphan(run: _Run) -> None:
     if run.mover_running():
         return
     n = run.status.mover_runs + 1
-    names = (job_name(syncjob=run.job.name, step=step, n=n) for step in _STEPS)
+    names = (job_name(syncjob=run.job.name, step=step, n=n) for step in STEPS)
     orphan = next((run.children[name] for name in names if name in run.children), None)
     if orphan is None:
         return
     _record_mover(run, step=orphan.step, name=orphan.name, n=n)
     run.set_phase(
-        _PHASE_OF_STEP[orphan.step],
+        STEP_TABLE[orphan.step].phase,
         reason="MoverAdopted",
         message=f"following mover Job {orphan.name}, created before the operator restarted",
     )
@@ -670,7 +684,7 @@ def _adopt_orphan(run: _Run) -> None:
 
 def _hold(run: _Run, step: Step, reason: str, message: str) -> None:
     """Say why `step` does not start, on the condition of the step that waits."""
-    type_ = _CONDITION_OF_STEP[step]
+    type_ = STEP_TABLE[step].condition
     if step == "verify" and run.status.phase == Phase.VERIFIED:
         type_ = cond.CLEANED  # an audit pass: Verified stays True meanwhile
     if not cond.is_true(run.status.conditions, type_):
@@ -758,10 +772,60 @@ def _defer_cleanup(run: _Run, unmet: tuple[interlocks.Check, ...]) -> None:
     run.condition(cond.CLEANED, "False", reason, message)
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+# --- the step table ------------------------------------------------------------------
+
+
+def _gate_unusable(result: MoverResult) -> str | None:
+    return "the gate mover reported success without a gate outcome" if result.gate is None else None
+
+
+def _push_unusable(result: MoverResult) -> str | None:
+    if result.manifest is None or not result.manifest.sha256:
+        return "the push mover reported success without a manifest"
+    return None
+
+
+def _always_usable(result: MoverResult) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One mover step of the phase machine: everything decide() knows about it."""
+
+    step: Step
+    phase: Phase  # the phase while its mover runs
+    condition: str  # the condition that reports on it (and says why it waits)
+    next_in: tuple[Phase, ...]  # the phases in which it is the next step
+    advance: Callable[[_Run, StepSpec], None]  # how it starts when nothing runs
+    waits_for_backoff: bool  # starts only once status.nextAttemptAt has passed
+    unusable: Callable[[MoverResult], str | None]  # why a successful result cannot be used
+    done: Callable[[_Run, MoverResult], None]  # apply a usable result: status, phase, what follows
+    # Where a failure that will be retried goes. A gate is retried as a gate:
+    # skipping it would push an unchecked run. A cleanup that could not finish
+    # (NAS unreachable, pod killed part way) is retried as a cleanup: pushing
+    # again would rewrite the manifest from a run that may be partly deleted.
+    retry_in: Phase
+    # Where a hash mismatch goes: the NAS copy is what needs repair, so a push
+    # (except for the gate, which never compares hashes).
+    mismatch_retry_in: Phase
+
+
+STEP_TABLE: Mapping[Step, StepSpec] = {
+    spec.step: spec
+    for spec in (
+        StepSpec("gate", Phase.GATING, cond.GATED, (Phase.PENDING, Phase.GATING), _start_when_due,
+                 waits_for_backoff=True, unusable=_gate_unusable, done=_gate_done,
+                 retry_in=Phase.PENDING, mismatch_retry_in=Phase.PENDING),
+        StepSpec("push", Phase.PUSHING, cond.PUSHED, (Phase.QUEUED, Phase.PUSHING), _start_when_due,
+                 waits_for_backoff=True, unusable=_push_unusable, done=_push_done,
+                 retry_in=Phase.QUEUED, mismatch_retry_in=Phase.QUEUED),
+        StepSpec("verify", Phase.VERIFYING, cond.VERIFIED, (Phase.VERIFYING,), _start_when_due,
+                 waits_for_backoff=False, unusable=_always_usable, done=_verify_done,
+                 retry_in=Phase.QUEUED, mismatch_retry_in=Phase.QUEUED),
+        StepSpec("cleanup", Phase.CLEANING, cond.CLEANED, (Phase.VERIFIED, Phase.CLEANING), _audit_when_due,
+                 waits_for_backoff=True, unusable=_always_usable, done=_cleanup_done,
+                 retry_in=Phase.VERIFIED, mismatch_retry_in=Phase.QUEUED),
+    )
+}
+STEPS: tuple[Step, ...] = tuple(STEP_TABLE)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from nassync.api.common import InvalidTime, format_time, parse_time
-from nassync.core.backoff import human_seconds
+from nassync.core.humanize import human_seconds
 
 
 @dataclass(frozen=True)

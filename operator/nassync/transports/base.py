@@ -169,11 +169,3 @@ def resolve_method(transport: Transport, requested: str) -> HashMethod:
     if requested == "Download":
         return "Download"
     return "RemoteHash" if transport.supports_remote_sha256 else "Download"
-
-
-def remote_run_path(base: str, run_path: str) -> str:
-    """`<destination.path>/<runPath>`: the whole relative path, so projects never collide."""
-    run = run_path.strip("/")
-    if not base:
-        return run  # rclone: relative to the remote's root (e.g. the user's home)
-    return base.rstrip("/") + "/" + run

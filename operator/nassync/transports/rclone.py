@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nassync.api.common import has_control_character
-from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RcloneDestination
+from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RcloneDestination, remote_run_path
 from nassync.transports.bandwidth import rclone_timetable
 from nassync.transports.base import (
     OWNER_MARKER,
@@ -43,7 +43,6 @@ from nassync.transports.base import (
     HashMethod,
     TransferProgress,
     TransportError,
-    remote_run_path,
     run_probe,
 )
 from nassync.transports.classify import (

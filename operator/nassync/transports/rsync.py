@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RsyncDestination
+from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RsyncDestination, remote_run_path
 from nassync.transports.bandwidth import limit_at
 from nassync.transports.base import (
     OWNER_MARKER,
@@ -38,7 +38,6 @@ from nassync.transports.base import (
     HashMethod,
     TransferProgress,
     TransportError,
-    remote_run_path,
     run_probe,
 )
 from nassync.transports.classify import RSYNC_EXIT_KINDS, SHARED_RULES, classify
