@@ -38,6 +38,7 @@ binaries: venv
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: deps lint
 	$(VENV)/bin/pytest -q -ra

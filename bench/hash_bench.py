@@ -2,7 +2,7 @@
 
 Why it exists: the manifest is computed on every push and every verify of runs
 that are tens to hundreds of GiB, so hashing speed is mover wall-clock time
-(notes/movers.md §5: coreutils ~0.3 GB/s, hashlib ~1.2 GB/s per core with the
+(docs/transports.md: coreutils ~0.3 GB/s, hashlib ~1.2 GB/s per core with the
 GIL released). This script creates ~1 GiB of run-like data (64 x 16 MiB plus
 1000 small files), warms the page cache so both sides read from memory, then
 times both on the same files in one run, checks the digests agree and prints

@@ -1,4 +1,4 @@
-"""decide(): one row per transition of the phase machine (DESIGN.md §2).
+"""decide(): one row per transition of the phase machine (docs/concepts.md, "Phases").
 
 Each row gives the job's status, the observed children, the slot and the
 target, and states the phase, the mover Job created (if any), the Events in

@@ -1,4 +1,4 @@
-"""The mover Job spec: what a SyncJob can and cannot put into a pod (DESIGN.md §3)."""
+"""The mover Job spec: what a SyncJob can and cannot put into a pod (docs/concepts.md, "Security model")."""
 
 from __future__ import annotations
 

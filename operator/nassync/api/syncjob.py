@@ -5,7 +5,7 @@ that target's source root; nothing else a user writes reaches a mover pod.
 `spec` is the request, `status` is the operator's whole memory of the job:
 together with the deterministic mover Job names (`<syncjob>-<step>-<n>`, n
 counted by `status.moverRuns`) it is everything an operator restarted in any
-phase needs to resume (DESIGN.md §2 Restarts).
+phase needs to resume (docs/operations.md, "Operator restarts").
 
 The models mirror `crds/nassync.dev_syncjobs.yaml` (kept in lockstep by
 tests/unit/test_crd_schema.py). `runPath` is checked here with exactly the
@@ -211,7 +211,7 @@ class MoverJobStatus(ApiModel):
     """The mover Job currently (or last) run for this SyncJob.
 
     `step` is what the decision core reads; `phase` is the same value under
-    the name DESIGN.md §1 gives it (`moverJob: {name, phase: push}`), kept so
+    the name docs/api.md gives it (`moverJob: {name, phase: push}`), kept so
     the documented contract holds. Whichever one is given fills the other.
     """
 
@@ -249,7 +249,7 @@ class SyncJobStatus(ApiModel):
     last_verified_at: Timestamp | None = None
     cleaned_at: Timestamp | None = None
     mover_job: MoverJobStatus | None = None
-    # Additive beyond DESIGN.md §1; the decision core's bookkeeping.
+    # The decision core's bookkeeping (docs/api.md lists them too).
     mover_runs: int = Field(default=0, ge=0)  # mover Jobs created so far: the <n> in <syncjob>-<step>-<n>
     handled_retry: str | None = Field(default=None, max_length=1024)  # last nassync.dev/retry acted on
     handled_verify: str | None = Field(default=None, max_length=1024)  # last nassync.dev/verify acted on

@@ -1,7 +1,7 @@
 """SyncTarget: "an instrument's storage and its NAS destination" (admin-owned).
 
 A SyncTarget is the only object that names host paths, volumes, nodes,
-secrets and images (DESIGN.md §3): users who may create SyncJobs only pick a
+secrets and images (docs/concepts.md, "Security model"): users who may create SyncJobs only pick a
 target by name and a relative run path, so nothing they write reaches a pod
 spec. These models mirror `crds/nassync.dev_synctargets.yaml` field for field
 (tests/unit/test_crd_schema.py keeps the two in lockstep) and enforce the same
@@ -253,7 +253,7 @@ class Destination(ApiModel):
 
 
 class Verify(ApiModel):
-    """How the remote copy is hashed (see DESIGN.md §2 Verify)."""
+    """How the remote copy is hashed (docs/concepts.md, "What verified means")."""
 
     method: Literal["Auto", "RemoteHash", "Download"] = "Auto"
 
@@ -319,7 +319,7 @@ def _positive_duration(value: str) -> str:
 
 
 class Cleanup(ApiModel):
-    """Local deletion policy; every field is an interlock (DESIGN.md §2 Cleanup)."""
+    """Local deletion policy; every field is an interlock (docs/concepts.md, "Cleanup and its interlocks")."""
 
     enabled: bool = False
     min_verify_passes: int = Field(default=2, ge=1, le=100)

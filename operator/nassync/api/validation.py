@@ -3,7 +3,7 @@
 The CRDs' OpenAPI schema and CEL rules judge one object in isolation. Some
 mistakes are only visible against the rest of the cluster: a SyncJob naming a
 SyncTarget that does not exist, a target whose Secret is missing, two SyncJobs
-pushing the same run into one remote directory (DESIGN.md §1: never write into
+pushing the same run into one remote directory (docs/concepts.md: never write into
 a remote run directory another SyncJob owns), an override naming a gate rule
 that does not exist (a typo would silently override nothing). The validating
 webhook looks those facts up and hands them in here; this module does no I/O,

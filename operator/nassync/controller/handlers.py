@@ -2,7 +2,7 @@
 
 Only `on.event` handlers are used for our resources: they store no state on
 the objects and add no finalizers, so deleting a SyncJob never waits for the
-operator (DESIGN.md §2 "Deletion"), and mover Jobs are never annotated by
+operator (docs/concepts.md), and mover Jobs are never annotated by
 kopf. All decisions happen in the reconciler, one target at a time.
 """
 

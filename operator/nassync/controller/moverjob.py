@@ -1,6 +1,6 @@
 """The mover Job a step runs as, built from the SyncTarget and the SyncJob.
 
-This is where the security model of DESIGN.md §3 becomes a pod spec. Only the
+This is where the security model (docs/concepts.md, "Security model") becomes a pod spec. Only the
 SyncTarget (admin-owned) contributes host paths, volumes, nodes, secrets and
 the image; the SyncJob contributes its relative run path and acknowledged
 overrides, and those travel only inside `NASSYNC_PARAMS`, never as volumes,

@@ -1,7 +1,7 @@
 """Retry schedule and failure policy, over plain values.
 
 A mover reports *why* it failed as an `ErrorKind`; what the operator does next
-depends only on that kind and on the job's retry history (DESIGN.md §2,
+depends only on that kind and on the job's retry history (docs/concepts.md,
 "Failure classes"):
 
 - `Auth`, `LocalVanished`, `Config`: retrying cannot help (a refused key, a run

@@ -1,7 +1,7 @@
 """Cleanup interlocks: the conditions under which local run data may be deleted.
 
 Deleting instrument data cannot be undone, so cleanup runs only when *every*
-interlock holds (DESIGN.md §2, "Cleanup"):
+interlock holds (docs/concepts.md, "Cleanup and its interlocks"):
 
 1. cleanup is enabled on the SyncTarget (it is opt-in);
 2. the SyncJob is not on hold (`spec.cleanup.hold`);

@@ -1,7 +1,7 @@
 """Deterministic names and labels for mover Jobs.
 
 The operator keeps no state of its own: a SyncJob's status plus the *names* of
-its mover Jobs are the whole state (DESIGN.md §2, "Restarts"). If the operator
+its mover Jobs are the whole state (docs/operations.md, "Operator restarts"). If the operator
 dies after creating a Job but before recording it in the status, the restarted
 operator computes the same name again and finds the Job instead of starting a
 second mover on the same run. So a name must be a pure function of

@@ -6,7 +6,7 @@ still matches the same manifest. So the manifest has to be exact (no silently
 skipped lines, no followed symlinks, names of any shape) and fast: runs are
 tens to hundreds of GiB, and coreutils `sha256sum` manages ~0.3 GB/s where
 OpenSSL-backed `hashlib` does ~1.2 GB/s per core and releases the GIL, so a
-thread pool scales with cores (docs: notes/movers.md §5).
+thread pool scales with cores (docs/transports.md, "Hashing speed").
 
 The on-disk form is `<run>/<cacheDir>/checksums.sha256` in the coreutils
 format (`<hex>  <relpath>`, sorted by the UTF-8 bytes of the name, with
@@ -30,7 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 MANIFEST_NAME = "checksums.sha256"
-_BUFFER_BYTES = 1 << 20  # ~1 MiB: best hashlib throughput per notes/movers.md §5
+_BUFFER_BYTES = 1 << 20  # ~1 MiB: best hashlib throughput (docs/transports.md)
 _HEX_LEN = 64
 _HEX_DIGITS = frozenset("0123456789abcdef")
 

@@ -133,7 +133,7 @@ SHARED_RULES: tuple[Rule, ...] = (
     ),
 )
 
-# rsync exit codes whose meaning needs no stderr (see notes/movers.md §3).
+# rsync exit codes whose meaning needs no stderr (docs/transports.md, "rsync over ssh").
 RSYNC_EXIT_KINDS: dict[int, tuple[ErrorKind, str]] = {
     24: (ErrorKind.LOCAL_VANISHED, "files of the run vanished during the transfer"),
     30: (ErrorKind.NETWORK, "the NAS stopped answering (rsync I/O timeout)"),

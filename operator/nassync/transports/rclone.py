@@ -8,7 +8,7 @@ JSON stats once a second for progress.
 
 The config is passed only as `RCLONE_CONFIG=<file>`. For sftp remotes the
 hash setup is pinned through `RCLONE_SFTP_*` env (which takes precedence over
-the config file, notes/movers.md §1): `hashes=sha256` so `--checksum`, the
+the config file; docs/transports.md): `hashes=sha256` so `--checksum`, the
 post-upload check and our listing all use SHA-256, and `shell_type=unix` plus
 `sha256sum_command=sha256sum` because rclone's auto-probe races its own
 checkers and probes the wrong command.
@@ -163,6 +163,12 @@ class RcloneTransport:
             # The operator owns retries (with backoff and attempt counting).
             "--retries",
             "1",
+            # Explicit, like rsync's --timeout: a NAS that stops answering ends the
+            # copy (Network, retried) instead of holding the mover slot.
+            "--contimeout",
+            "60s",
+            "--timeout",
+            "300s",
             "--use-json-log",
             "--stats",
             "1s",

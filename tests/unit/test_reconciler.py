@@ -1,0 +1,146 @@
+"""The reconcile loop against a fake cluster: readiness policy, queueing, progress.
+
+The pure parts (decide, readiness) have their own tables; these tests check
+what the shell does with them: which objects it creates and writes, in which
+order, and that it asks the core rather than deciding on its own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fake_kube import FakeKube
+
+from nassync.api.mover_io import MoverResult
+from nassync.controller.kube import Body
+from nassync.controller.reconciler import Reconciler, TargetKey
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+KEY = TargetKey("lab", "scope")
+
+
+def _target(**spec: Any) -> Body:
+    body: dict[str, Any] = {
+        "apiVersion": "nassync.dev/v1alpha1", "kind": "SyncTarget",
+        "metadata": {"name": "scope", "namespace": "lab"},
+        "spec": {"source": {"volume": {"hostPath": {"path": "/data/scope"}}},
+                 "destination": {"rclone": {"remote": "nas", "path": "/runs",
+                                            "configSecretRef": {"name": "nas-rclone", "key": "rclone.conf"}}},
+                 "gate": {"quietPeriod": "0s"}},
+    }
+    body["spec"].update(spec)
+    return body  # type: ignore[return-value]
+
+
+def _syncjob(name: str, run_path: str = "P/Runs/R1") -> Body:
+    return {"apiVersion": "nassync.dev/v1alpha1", "kind": "SyncJob",  # type: ignore[return-value]
+            "metadata": {"name": name, "namespace": "lab"},
+            "spec": {"targetRef": {"name": "scope"}, "runPath": run_path}}
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    k = FakeKube()
+    k.add(_target())
+    k.secrets[("lab", "nas-rclone")] = frozenset({"rclone.conf"})
+    return k
+
+
+def _reconciler(kube: FakeKube) -> Reconciler:
+    return Reconciler(kube, default_image="example/nassync:test", clock=lambda: NOW)
+
+
+def _ready(kube: FakeKube) -> dict[str, Any]:
+    status = kube.targets[("lab", "scope")].get("status") or {}
+    return next(c for c in status.get("conditions", []) if c["type"] == "Ready")
+
+
+def test_a_ready_target_starts_the_gate_once(kube: FakeKube) -> None:
+    kube.add(_syncjob("run-1"))
+    loop = _reconciler(kube)
+    loop.reconcile(KEY)
+    loop.reconcile(KEY)
+    assert list(kube.jobs) == [("lab", "run-1-gate-1")]
+    assert kube.status("run-1")["phase"] == "Gating"
+    assert _ready(kube)["status"] == "True"
+    assert kube.targets[("lab", "scope")]["status"]["activeMovers"] == 1
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason", "says"),
+    [(None, "SecretMissing", "Secret 'nas-rclone' not found"),
+     (frozenset({"other"}), "SecretKeyMissing", "lacks key(s) rclone.conf")],
+)
+def test_a_target_without_its_secret_starts_nothing_and_says_why(
+        kube: FakeKube, secret: frozenset[str] | None, reason: str, says: str) -> None:
+    if secret is None:
+        del kube.secrets[("lab", "nas-rclone")]
+    else:
+        kube.secrets[("lab", "nas-rclone")] = secret
+    kube.add(_syncjob("run-1"))
+    delay = _reconciler(kube).reconcile(KEY)
+    assert not kube.jobs
+    ready = _ready(kube)
+    assert (ready["status"], ready["reason"]) == ("False", reason) and says in ready["message"]
+    assert [(e.kind, e.reason) for e in kube.events if e.kind == "SyncTarget"] == [("SyncTarget", reason)]
+    error = kube.status("run-1")["lastError"]
+    assert error["kind"] == "Config" and says in error["message"] and reason in error["message"]
+    assert "TargetNotReady" in kube.reasons("run-1")
+    assert delay is not None and delay <= 30, "a Secret is not watched: look again soon"
+
+    kube.secrets[("lab", "nas-rclone")] = frozenset({"rclone.conf"})
+    _reconciler(kube).reconcile(KEY)
+    assert list(kube.jobs) == [("lab", "run-1-gate-1")]
+    assert "lastError" not in kube.status("run-1"), "the target error is gone once the target is ready"
+    assert _ready(kube)["status"] == "True"
+
+
+def test_an_invalid_target_is_reported_as_invalid_not_as_missing(kube: FakeKube) -> None:
+    body = _target(concurrency=0)  # below the CRD minimum: admitted by an older CRD, say
+    kube.targets[("lab", "scope")] = body
+    kube.add(_syncjob("run-1"))
+    _reconciler(kube).reconcile(KEY)
+    assert not kube.jobs
+    ready = _ready(kube)
+    assert ready["reason"] == "InvalidSpec" and "concurrency" in ready["message"]
+    error = kube.status("run-1")["lastError"]["message"]
+    assert "InvalidSpec" in error and "not found" not in error
+
+
+def test_a_missing_target_is_reported_on_the_syncjob_only(kube: FakeKube) -> None:
+    del kube.targets[("lab", "scope")]
+    kube.add(_syncjob("run-1"))
+    _reconciler(kube).reconcile(KEY)
+    assert not kube.jobs and not kube.target_patches
+    assert kube.status("run-1")["lastError"]["message"] == 'SyncTarget "scope" not found in namespace "lab"'
+    assert kube.reasons("run-1")[-1] == "TargetMissing"
+
+
+def test_concurrency_is_exact_and_fifo(kube: FakeKube) -> None:
+    for name in ("run-a", "run-b", "run-c"):
+        kube.add(_syncjob(name, run_path=f"P/Runs/{name}"))
+    loop = _reconciler(kube)
+    loop.reconcile(KEY)
+    assert list(kube.jobs) == [("lab", "run-a-gate-1")]
+    assert kube.targets[("lab", "scope")]["status"]["queued"] == 2
+    kube.finish("run-a-gate-1", MoverResult.model_validate({"step": "gate", "ok": True, "gate": {"quiet": True}}))
+    loop.reconcile(KEY)
+    # run-a's gate finished: its push takes the slot before the younger jobs start.
+    assert ("lab", "run-a-push-2") in kube.jobs and ("lab", "run-b-gate-1") not in kube.jobs
+
+
+def test_progress_of_the_running_push_reaches_the_status(kube: FakeKube) -> None:
+    kube.add(_syncjob("run-1"))
+    loop = _reconciler(kube)
+    loop.reconcile(KEY)
+    kube.finish("run-1-gate-1", MoverResult.model_validate({"step": "gate", "ok": True, "gate": {"quiet": True}}))
+    loop.reconcile(KEY)
+    kube.start_pod("run-1-push-2", log='{"event":"progress","step":"push","bytes":512,"totalBytes":2048,'
+                                       '"bytesPerSecond":100,"etaSeconds":15}\n')
+    loop._progress_read.clear()
+    delay = loop.reconcile(KEY)
+    progress = kube.status("run-1")["transfer"]["progress"]
+    assert progress == {"bytes": 512, "totalBytes": 2048, "percent": 25, "bytesPerSecond": 100, "etaSeconds": 15}
+    assert delay is not None and delay <= 10
