@@ -158,10 +158,7 @@ def test_architecture_md_names_every_module() -> None:
     root = crdref.REPO / "operator"
     missing = []
     for path in sorted(root.rglob("*.py")):
-        if path.name == "__init__.py":
-            name = path.parent.name + "/"
-        else:
-            name = path.name
+        name = path.parent.name + "/" if path.name == "__init__.py" else path.name
         if name not in text:
             missing.append(str(path.relative_to(root)))
     assert not missing, f"docs/architecture.md does not describe {missing}"
