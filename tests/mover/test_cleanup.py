@@ -10,6 +10,7 @@ import pytest
 from moverlib import CACHE, MoverRun, Nas, Run, RunFactory, params_for, remote_run_dir, sha256_tree
 
 from nassync.api.mover_io import MoverParams
+from nassync_dev.labapp import creation_document, write_creation
 
 pytestmark = pytest.mark.nas
 
@@ -38,6 +39,7 @@ def _assert_untouched(run: Run, files: dict[str, bytes]) -> None:
 
 def test_cleanup_verifies_then_deletes_and_keeps_the_cache(nas: Nas, make_run: RunFactory, run_mover: Runner) -> None:
     run = make_run(FILES)
+    write_creation(run.dir, creation_document(run.run_path))
     digest = _pushed_and_verified(nas, run, run_mover)
     remote_before = sha256_tree(remote_run_dir(nas, run))
 

@@ -23,6 +23,7 @@ from moverlib import (
 
 from nassync.api.mover_io import MoverParams, RcloneDestination, RsyncDestination
 from nassync.transports.rclone import find_rclone
+from nassync_dev.labapp import creation_document, write_creation
 from nassync_dev.nas import RcloneSftpNas, SshNas, make_keypair
 
 pytestmark = pytest.mark.nas
@@ -218,6 +219,7 @@ def test_control_characters_travel_exactly_with_rsync(ssh_nas: SshNas, make_run:
 
 def test_empty_run_is_blocked_by_the_gate(nas: Nas, make_run: RunFactory, run_mover: Runner) -> None:
     run = make_run({})
+    write_creation(run.dir, creation_document(run.run_path))
     gated = run_mover(params_for(nas, run, "gate"))
     assert gated.returncode == 0, gated.result_text
     assert gated.result["gate"]["blocked"] is True

@@ -19,6 +19,7 @@ from moverlib import (
 )
 
 from nassync.api.mover_io import MoverParams
+from nassync_dev.labapp import creation_document, read_creation, write_creation
 from nassync_dev.nas import RcloneSftpNas, SshNas
 
 pytestmark = pytest.mark.nas
@@ -42,12 +43,14 @@ def test_push_then_verify_copies_every_byte_without_nesting(
     nas: Nas, make_run: RunFactory, run_mover: Runner, method: str
 ) -> None:
     run = make_run(MIXED)
+    write_creation(run.dir, creation_document(run.run_path))
     pushed = run_mover(params_for(nas, run, "push"))
     assert pushed.returncode == 0, pushed.result_text + pushed.stderr
     assert pushed.result["ok"] is True
     assert pushed.result["manifest"]["files"] == len(MIXED)
     assert pushed.result["manifest"]["bytes"] == sum(len(v) for v in MIXED.values())
-    assert pushed.result["transfer"]["files"] == len(MIXED) + 2  # + manifest + owner marker
+    # + manifest, owner marker, and the lab app's creation.json and its lock file
+    assert pushed.result["transfer"]["files"] == len(MIXED) + 4
 
     remote = remote_run_dir(nas, run)
     assert sha256_tree(remote) == sha256_tree(run.dir)
@@ -81,6 +84,8 @@ def test_push_then_verify_copies_every_byte_without_nesting(
     assert verified.result["manifest"]["sha256"] == pushed.result["manifest"]["sha256"]
     creation = json.loads((run.dir / CACHE / "creation.json").read_text())
     assert creation["sync_status"] == "synced"
+    # ... and the NAS copy says so too (it was pushed while still pending).
+    assert read_creation(remote_run_dir(nas, run))["sync_status"] == "synced"
 
 
 def test_second_push_transfers_nothing_new(nas: Nas, make_run: RunFactory, run_mover: Runner) -> None:

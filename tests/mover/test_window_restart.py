@@ -25,7 +25,7 @@ def test_a_copy_stopped_at_a_window_change_resumes_to_an_identical_copy(
     run = make_run({"big.bin": os.urandom(3 * 1024 * 1024), "small.txt": b"s"})
     params = params_for(ssh_nas, run, "push", bandwidth={"defaultKiBps": 512, "timeZone": "UTC"})
     transport = transport_for(params.destination)
-    command = transport.push_command(source=run.dir, run_path=params.run_path, bandwidth=params.bandwidth,
+    command = transport.push_command(source=str(run.dir), run_path=params.run_path, bandwidth=params.bandwidth,
                                      now=datetime.now(UTC))
     reporter = ProgressReporter(step="push", total_bytes=3 * 1024 * 1024 + 1, stream=io.StringIO())
 
@@ -35,7 +35,7 @@ def test_a_copy_stopped_at_a_window_change_resumes_to_an_identical_copy(
     assert sha256_tree(remote_run_dir(ssh_nas, run)) != sha256_tree(run.dir)
 
     unlimited = params_for(ssh_nas, run, "push").bandwidth
-    again = transport.push_command(source=run.dir, run_path=params.run_path, bandwidth=unlimited,
+    again = transport.push_command(source=str(run.dir), run_path=params.run_path, bandwidth=unlimited,
                                    now=datetime.now(UTC))
     second = run_with_progress(again, transport=transport, reporter=reporter)
     assert not second.stopped_at_deadline and second.returncode == 0, second.lines

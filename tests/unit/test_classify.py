@@ -252,12 +252,11 @@ def test_parse_sha256sum_z_handles_any_name() -> None:
 
 def test_rclone_push_never_puts_the_config_on_argv() -> None:
     from datetime import UTC, datetime
-    from pathlib import Path
 
     from nassync.api.mover_io import Bandwidth
 
     command = RCLONE.push_command(
-        source=Path("/data/source/run"),
+        source="/data/source/run",
         run_path="P/Runs/R",
         bandwidth=Bandwidth(timeZone="Europe/Berlin", defaultKiBps=0, windows=[]),
         now=datetime.now(UTC),
@@ -274,12 +273,11 @@ def test_rclone_push_never_puts_the_config_on_argv() -> None:
 
 def test_rsync_push_has_trailing_slashes_and_strict_ssh() -> None:
     from datetime import UTC, datetime
-    from pathlib import Path
 
     from nassync.api.mover_io import Bandwidth
 
     command = RSYNC.push_command(
-        source=Path("/data/source/run"),
+        source="/data/source/run",
         run_path="P/Runs/R",
         bandwidth=Bandwidth(timeZone="UTC", defaultKiBps=640, windows=[]),
         now=datetime.now(UTC),

@@ -1,10 +1,15 @@
-"""Local deletion: refuses on any mismatch, never follows symlinks, frees exactly the run."""
+"""Local deletion: refuses on any mismatch, never follows symlinks, deletes exactly what the NAS proves.
+
+Symlinks, special files and directories that were empty before are not on the
+NAS, so they stay; in the cache dir only nassync's own files go.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,21 +60,58 @@ def test_retain_cache_deletes_data_keeps_cache_and_records_cleaned(
 ) -> None:
     summary = delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=True)
     assert summary == CleanupSummary(filesDeleted=len(FILES), bytesFreed=TOTAL_BYTES)
-    assert {p.name for p in run.iterdir()} == {CACHE}
+    # raw/emptydir was empty before: it is not on the NAS, so it stays (and raw with it).
+    assert tree(run) - {p for p in tree(run) if p.startswith(CACHE)} == {"raw", "raw/emptydir"}
     assert (run / CACHE / "checksums.sha256").exists()
     assert load_creation(run, cache_dir_name=CACHE) == {"sync_status": "cleaned", "x": 1}
 
 
-def test_without_retain_cache_the_run_dir_is_gone_and_siblings_survive(
+def test_without_retain_cache_only_our_cache_files_go_and_the_lab_apps_stay(
     run: Path, digests: dict[str, str]
 ) -> None:
+    (run / CACHE / "notes-from-the-lab-app.txt").write_bytes(b"written after the push")
+    summary = delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=False)
+    assert summary.files_deleted == len(FILES)
+    assert {p.name for p in (run / CACHE).iterdir()} == {"creation.json", "creation.json.lock",
+                                                         "notes-from-the-lab-app.txt"}
+    assert load_creation(run, cache_dir_name=CACHE)["sync_status"] == "cleaned"
+
+
+def test_without_retain_cache_a_run_of_only_proven_files_is_gone_and_siblings_survive(tmp_path: Path) -> None:
+    run = tmp_path / "source" / "Run_1"
+    (run / "raw").mkdir(parents=True)
+    (run / "raw" / "a.tif").write_bytes(b"a")
+    (run / "b.txt").write_bytes(b"b")
+    manifest = build_manifest(run, cache_dir_name=CACHE)
+    write_manifest(run, cache_dir_name=CACHE, manifest=manifest)
+    (run / CACHE / "nassync-owner").write_text("lab/job/uid\n")
     sibling = run.parent / "Run_2"
     sibling.mkdir()
     (sibling / "keep").write_bytes(b"k")
-    summary = delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=False)
-    assert summary.files_deleted == len(FILES)
+    summary = delete_run_data(run, cache_dir_name=CACHE, manifest=manifest.digests(), retain_cache=False)
+    assert summary.files_deleted == 2
     assert not run.exists()
     assert (sibling / "keep").read_bytes() == b"k"
+
+
+def test_an_empty_run_dir_that_cannot_be_removed_is_not_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "source" / "Run_1"
+    run.mkdir(parents=True)
+    (run / "a.tif").write_bytes(b"a")
+    manifest = build_manifest(run, cache_dir_name=CACHE)
+    write_manifest(run, cache_dir_name=CACHE, manifest=manifest)
+    real_rmdir = os.rmdir
+
+    def rmdir(path: Any, *, dir_fd: int | None = None) -> None:
+        if path == run.name:  # as for a mover that may write the run but not its parent
+            raise PermissionError(13, "Permission denied")
+        real_rmdir(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "rmdir", rmdir)
+    summary = delete_run_data(run, cache_dir_name=CACHE, manifest=manifest.digests(), retain_cache=False)
+    assert summary.files_deleted == 1
+    assert run.is_dir() and list(run.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -98,7 +140,7 @@ def test_files_already_gone_do_not_stop_a_resumed_cleanup(run: Path, digests: di
     (run / "raw" / "img_0001.tif").unlink()
     summary = delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=True)
     assert summary.files_deleted == len(digests) - 1
-    assert not (run / "raw").exists()
+    assert not any((run / rel).exists() for rel in FILES)
 
 
 def test_manifest_none_of_whose_files_is_here_refuses(run: Path, digests: dict[str, str]) -> None:
@@ -128,7 +170,7 @@ def test_run_dir_that_is_a_symlink_refuses(run: Path, digests: dict[str, str]) -
     assert (run / "raw" / "img_0001.tif").exists()
 
 
-def test_symlinks_are_unlinked_and_their_targets_survive(run: Path, tmp_path: Path) -> None:
+def test_symlinks_stay_where_they_are_and_their_targets_survive(run: Path, tmp_path: Path) -> None:
     outside = tmp_path / "precious"
     outside.mkdir()
     (outside / "data.raw").write_bytes(b"irreplaceable")
@@ -138,7 +180,9 @@ def test_symlinks_are_unlinked_and_their_targets_survive(run: Path, tmp_path: Pa
     manifest = build_manifest(run, cache_dir_name=CACHE).digests()
     summary = delete_run_data(run, cache_dir_name=CACHE, manifest=manifest, retain_cache=False)
     assert summary.files_deleted == len(FILES)
-    assert not run.exists()
+    # Symlinks are not copied to the NAS, so cleanup does not delete them either.
+    assert {p for p in tree(run) if not p.startswith(CACHE)} == {"to-dir", "inner", "raw", "raw/to-file",
+                                                                 "raw/emptydir"}
     assert (outside / "data.raw").read_bytes() == b"irreplaceable"
 
 
@@ -152,8 +196,10 @@ def test_symlinked_cache_dir_is_not_followed(run: Path, tmp_path: Path) -> None:
     (run / CACHE).rmdir()
     (run / CACHE).symlink_to(shutil_target)
     manifest = build_manifest(run, cache_dir_name=CACHE).digests()
-    delete_run_data(run, cache_dir_name=CACHE, manifest=manifest, retain_cache=False)
-    assert not run.exists()
+    before = tree(run)
+    with pytest.raises(CleanupRefused, match="symlink"):
+        delete_run_data(run, cache_dir_name=CACHE, manifest=manifest, retain_cache=False)
+    assert tree(run) == before
     assert (shutil_target / "other").read_bytes() == b"keep me"
 
 
@@ -210,13 +256,13 @@ def test_file_appearing_after_proof_is_kept(
 
     def prove_then_write(*args: object, **kwargs: object) -> object:
         result = real_prove(*args, **kwargs)  # type: ignore[arg-type]
-        (run / "raw" / "late.tif").write_bytes(b"arrived late")
+        (run / "raw" / "deep" / "er" / "late.tif").write_bytes(b"arrived late")
         return result
 
     monkeypatch.setattr(cleanup, "_prove_local", prove_then_write)
     with pytest.raises(CleanupIncomplete, match="not empty") as caught:
         delete_run_data(run, cache_dir_name=CACHE, manifest=digests, retain_cache=False)
-    assert (run / "raw" / "late.tif").read_bytes() == b"arrived late"
+    assert (run / "raw" / "deep" / "er" / "late.tif").read_bytes() == b"arrived late"
     assert caught.value.summary.files_deleted == len(FILES)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import types
+import unicodedata
 from collections.abc import Iterator
 from datetime import datetime
 from enum import Enum
@@ -348,17 +349,27 @@ def test_conditions_are_a_list_map_keyed_by_type() -> None:
 
 
 def _cel_to_python(rule: str) -> str:
-    expr = re.sub(r"has\(self\.(\w+)\)", r"('\1' in self)", rule)
+    expr = re.sub(r"has\(self\.(\w+)\.(\w+)\)", r"('\2' in (self.get('\1') or {}))", rule)
+    expr = re.sub(r"has\(self\.(\w+)\)", r"('\1' in self)", expr)
     expr = re.sub(r"self\.(matches|startsWith|endsWith|contains)\(", r"_\1(self, ", expr)
     expr = expr.replace("&&", " and ").replace("||", " or ").replace("oldSelf", "old_self")
     expr = re.sub(r"!(?!=)", " not ", expr)
-    assert "self." not in expr, f"CEL construct not covered by the translator: {rule}"
+    assert re.search(r"self\.(?!get\()", expr) is None, f"CEL construct not covered by the translator: {rule}"
     return expr
+
+
+def _re2_search(text: str, pattern: str) -> bool:
+    """RE2's unanchored search; Unicode category classes (only as a whole class) via unicodedata."""
+    categories = re.findall(r"\\p\{(\w+)\}", pattern)
+    if categories:
+        assert re.sub(r"\\p\{\w+\}", "", pattern) == "[]", f"RE2 construct not covered: {pattern}"
+        return any(unicodedata.category(ch) in categories for ch in text)
+    return re.search(pattern, text) is not None
 
 
 _CEL_FUNCS: dict[str, Any] = {
     # CEL's matches() is an unanchored RE2 search, like re.search.
-    "_matches": lambda s, p: re.search(p, s) is not None,
+    "_matches": _re2_search,
     "_startsWith": lambda s, p: s.startswith(p),
     "_endsWith": lambda s, p: s.endswith(p),
     "_contains": lambda s, p: p in s,
@@ -399,6 +410,12 @@ RUN_PATH_CASES = [
     "tab\there",
     "new\nline",
     "/a/../b//c\x00",
+    "zero\u200bwidth",
+    "rtl\u202eoverride",
+    "next\u0085line",
+    "line\u2028separator",
+    "para\u2029graph",
+    "ok\u00e9\u4e2d",
 ]
 
 
@@ -412,7 +429,7 @@ def test_run_path_cel_rejects_what_it_should() -> None:
     """Guards the table above against both sides silently accepting everything."""
     node = _root("syncjobs")["properties"]["spec"]["properties"]["runPath"]
     assert _cel_messages(node, "a/b") == []
-    assert len(_cel_messages(node, "/a/../b//c\x00")) == 4
+    assert len(_cel_messages(node, "/a/../b//c\x00")) == 5  # NUL is a control and an invisible character
 
 
 def test_identity_fields_are_immutable() -> None:

@@ -50,11 +50,16 @@ def test_extra_fields_are_merged(run: Path) -> None:
     assert doc["variables"] == APP_DOCUMENT["variables"]
 
 
-def test_creates_cache_dir_and_file_when_missing(tmp_path: Path) -> None:
+def test_a_run_without_creation_json_never_gets_one(tmp_path: Path) -> None:
+    # A file holding only sync_status is one the lab app refuses to read (no
+    # schema_version); the SyncJob's status says where such a run stands.
     run = tmp_path / "fresh"
     run.mkdir()
-    set_sync_status(run, cache_dir_name=CACHE, status="blocked_by_validation")
-    assert load_creation(run, cache_dir_name=CACHE) == {"sync_status": "blocked_by_validation"}
+    assert set_sync_status(run, cache_dir_name=CACHE, status="blocked_by_validation") is None
+    assert list(run.iterdir()) == []
+    (run / CACHE).mkdir()
+    assert set_sync_status(run, cache_dir_name=CACHE, status="synced") is None
+    assert list((run / CACHE).iterdir()) == []
 
 
 def test_missing_file_loads_as_empty(tmp_path: Path) -> None:
@@ -96,7 +101,7 @@ def test_failed_write_leaves_the_old_file_intact(
     path = run / CACHE / "creation.json"
     before = path.read_bytes()
 
-    def crash(*_: object) -> None:
+    def crash(*_: object, **__: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)

@@ -14,6 +14,7 @@ wire, which is what `metav1.Time` looks like and what `kubectl` prints.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self, overload
@@ -44,6 +45,18 @@ def has_control_character(text: str) -> bool:
     NAS path or a manifest line; the CRD's CEL rules use the same range.
     """
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+
+
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def has_invisible_character(text: str) -> bool:
+    """True when `text` holds a control, format (U+200B, U+202E, ...) or line/paragraph separator.
+
+    Such characters make a name look like another one in every listing (or
+    break it over lines); the CRD's CEL rule uses the same Unicode classes.
+    """
+    return any(unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in text)
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -32,6 +32,7 @@ class ErrorKind(StrEnum):
     HASH_MISMATCH = "HashMismatch"  # remote bytes differ from the manifest
     LOCAL_VANISHED = "LocalVanished"  # the run (or files in it) disappeared locally
     CONFIG = "Config"  # broken secret / rclone config / parameters
+    PERMISSION = "Permission"  # the mover's uid/gid may not read, write or delete what the run needs
     UNKNOWN = "Unknown"
 
 
@@ -93,6 +94,20 @@ class Override(_Model):
     expires_at: str | None = Field(default=None, alias="expiresAt")
 
 
+class Ids(_Model):
+    """A uid and gid (the owner of a run, or who a mover ran as)."""
+
+    uid: int = Field(ge=0)
+    gid: int = Field(ge=0)
+
+
+class CompletionMarker(_Model):
+    """Files an instrument writes when a run is complete (e.g. Illumina's CopyComplete.txt)."""
+
+    names: list[str] = Field(min_length=1)
+    match: Literal["Any", "All"] = "Any"
+
+
 class MoverParams(_Model):
     step: Step
     source_root: str = Field(default=SOURCE_MOUNT, alias="sourceRoot")
@@ -104,6 +119,18 @@ class MoverParams(_Model):
     quiet_period_seconds: int = Field(default=0, alias="quietPeriodSeconds", ge=0)
     overrides: list[Override] = Field(default_factory=list)
     retain_cache: bool = Field(default=True, alias="retainCache")
+    # Cleanup is enabled on the target: the gate also checks that every file can be deleted.
+    cleanup_enabled: bool = Field(default=False, alias="cleanupEnabled")
+    # The cleanup re-reads creation.json right before deleting: a tombstone
+    # younger than this stops the delete (the lab app's rule).
+    min_age_after_verify_seconds: int = Field(default=0, alias="minAgeAfterVerifySeconds", ge=0)
+    # Gate only: the target runs movers as the run's owner, who is not known yet.
+    # The gate reports the owner and judges nothing (it may not even read the run).
+    identify_owner: bool = Field(default=False, alias="identifyOwner")
+    # Push only: compare file contents, not size and time, with what the NAS holds
+    # (set after a hash mismatch, so that a corrupted NAS file is replaced).
+    compare_content: bool = Field(default=False, alias="compareContent")
+    completion_marker: CompletionMarker | None = Field(default=None, alias="completionMarker")
     # The manifest digest recorded at push; verify/cleanup refuse a manifest
     # that does not match it (someone rewrote checksums.sha256).
     expected_manifest_sha256: str | None = Field(default=None, alias="expectedManifestSha256")
@@ -127,8 +154,14 @@ class Finding(_Model):
 
 
 class GateOutcome(_Model):
+    # identifyOwner: the run's owner, found without judging the run.
+    owner_only: bool = Field(default=False, alias="ownerOnly")
+    run_owner: Ids | None = Field(default=None, alias="runOwner")
+    checked_as: Ids | None = Field(default=None, alias="checkedAs")
     quiet: bool = True
     quiet_remaining_seconds: int = Field(default=0, alias="quietRemainingSeconds")
+    # What a run that is not quiet waits for besides time (e.g. its completion marker).
+    waiting_for: str | None = Field(default=None, alias="waitingFor")
     findings: list[Finding] = Field(default_factory=list)
     findings_truncated: int = Field(default=0, alias="findingsTruncated")
     blocked: bool = False
@@ -157,6 +190,8 @@ class VerifySummary(_Model):
 class CleanupSummary(_Model):
     files_deleted: int = Field(default=0, alias="filesDeleted")
     bytes_freed: int = Field(default=0, alias="bytesFreed")
+    # Set when nothing was deleted because an override was revoked recently.
+    deferred: str | None = None
 
 
 class MoverResult(_Model):
@@ -173,19 +208,70 @@ class MoverResult(_Model):
     last_revocation_at: str | None = Field(default=None, alias="lastRevocationAt")
 
     def dump(self) -> str:
-        """Serialise within the termination-message budget, dropping detail first."""
-        text = self.model_dump_json(by_alias=True, exclude_none=True)
-        if len(text.encode()) <= MAX_RESULT_BYTES:
-            return text
-        trimmed = self.model_copy(deep=True)
-        if trimmed.gate is not None:
-            while trimmed.gate.findings and len(
-                trimmed.model_dump_json(by_alias=True, exclude_none=True).encode()
-            ) > MAX_RESULT_BYTES:
-                trimmed.gate.findings.pop()
-                trimmed.gate.findings_truncated += 1
-        if trimmed.verify is not None:
-            trimmed.verify.examples = trimmed.verify.examples[:3]
-        if trimmed.error is not None:
-            trimmed.error.message = trimmed.error.message[:1000]
-        return trimmed.model_dump_json(by_alias=True, exclude_none=True)[:MAX_RESULT_BYTES]
+        """Serialise within the termination-message budget: always whole JSON, detail dropped first.
+
+        Strings that are not valid Unicode (a file name of undecodable bytes
+        reaching a message) are escaped, never a reason to crash.
+        """
+        trimmed = _safe(self)
+        for shrink in (_drop_findings, _shorten_findings, _shorten_texts):
+            if _fits(trimmed):
+                break
+            shrink(trimmed)
+        if not _fits(trimmed):
+            error = trimmed.error.model_copy(update={"message": trimmed.error.message[:300]}) if trimmed.error else None
+            trimmed = MoverResult(step=trimmed.step, ok=trimmed.ok, error=error)
+        return trimmed.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _json_size(result: MoverResult) -> int:
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
+
+
+def _fits(result: MoverResult) -> bool:
+    return _json_size(result) <= MAX_RESULT_BYTES
+
+
+def _text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def _safe(result: MoverResult) -> MoverResult:
+    return MoverResult.model_validate(_clean(result.model_dump(by_alias=True)))
+
+
+def _drop_findings(result: MoverResult) -> None:
+    gate = result.gate
+    while gate is not None and gate.findings and not _fits(result):
+        gate.findings.pop()
+        gate.findings_truncated += 1
+
+
+def _shorten_findings(result: MoverResult) -> None:
+    if result.gate is None:
+        return
+    for finding in result.gate.findings:
+        finding.path = finding.path[:200]
+        finding.message = finding.message[:200]
+    _drop_findings(result)
+
+
+def _shorten_texts(result: MoverResult) -> None:
+    if result.verify is not None:
+        result.verify.examples = [e[:200] for e in result.verify.examples[:3]]
+    if result.error is not None:
+        result.error.message = result.error.message[:1000]

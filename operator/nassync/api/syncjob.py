@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from nassync.api import mover_io
 from nassync.api.common import (
@@ -30,6 +30,7 @@ from nassync.api.common import (
     Timestamp,
     find_condition,
     has_control_character,
+    has_invisible_character,
 )
 
 KIND = "SyncJob"
@@ -112,6 +113,10 @@ def check_run_path(value: str) -> list[str]:
         problems.append("spec.runPath must not contain empty or '.' segments (no '//', trailing '/' or '/./')")
     if has_control_character(value):
         problems.append("spec.runPath must not contain control characters")
+    if has_invisible_character(value):
+        problems.append(
+            "spec.runPath must not contain invisible Unicode characters (control, format such as U+200B or "
+            "U+202E, or line separators such as U+0085 or U+2028)")
     return problems
 
 
@@ -132,14 +137,14 @@ class Override(ApiModel):
 class JobCleanup(ApiModel):
     """Per-run cleanup switch; the target's policy decides the rest."""
 
-    hold: bool = False  # true: never delete this run locally
+    hold: StrictBool = False  # true: never delete this run locally
 
 
 class SyncJobSpec(ApiModel):
     target_ref: LocalObjectReference
     run_path: str = Field(min_length=1, max_length=RUN_PATH_MAX_LENGTH)
     overrides: list[Override] = Field(default_factory=list, max_length=MAX_OVERRIDES)
-    suspend: bool = False
+    suspend: StrictBool = False
     cleanup: JobCleanup = Field(default_factory=JobCleanup)
 
     @field_validator("run_path")
@@ -233,6 +238,16 @@ class MoverJobStatus(ApiModel):
         return self
 
 
+class RunOwner(ApiModel):
+    uid: int = Field(ge=0)
+    gid: int = Field(ge=0)
+
+
+class Deleted(ApiModel):
+    files: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+
+
 class SyncJobStatus(ApiModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = Field(default=None, ge=0)
@@ -254,6 +269,8 @@ class SyncJobStatus(ApiModel):
     handled_retry: str | None = Field(default=None, max_length=1024)  # last nassync.dev/retry acted on
     handled_verify: str | None = Field(default=None, max_length=1024)  # last nassync.dev/verify acted on
     last_revocation_at: Timestamp | None = None  # newest override tombstone seen by a mover
+    run_owner: RunOwner | None = None  # uid:gid of the run directory, as the gate found it
+    deleted: Deleted | None = None  # local data deleted so far by cleanup
 
     def condition(self, type_: str) -> Condition | None:
         return find_condition(self.conditions, type_)

@@ -14,9 +14,10 @@ already-stored object would wedge the operator instead of reporting.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from nassync.api import mover_io
 from nassync.api.common import (
@@ -45,7 +46,14 @@ HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 RSYNC_HOST_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9.:]*$"
 RSYNC_USER_PATTERN = r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$"
 # rclone config section names; ':' and '/' would make it a path or an on-the-fly remote.
-RCLONE_REMOTE_PATTERN = r"^[-_.+@ A-Za-z0-9]+$"
+# A leading '-' would make the remote name read as an rclone option.
+RCLONE_REMOTE_PATTERN = r"^[_.+@ A-Za-z0-9][-_.+@ A-Za-z0-9]*$"
+# A Kubernetes resource quantity (resource.Quantity), as the CRD's pattern says.
+QUANTITY_PATTERN = re.compile(
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+MARKER_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
+MAX_MARKERS = 8
 MAX_PATH_LENGTH = 1024
 MAX_WINDOWS = 32
 MAX_BACKOFF_STEPS = 32
@@ -302,10 +310,31 @@ class Retry(ApiModel):
         return value
 
 
+def _marker_name(value: str) -> str:
+    if any(part in (".", "..") for part in value.split("/")):
+        raise ValueError("completionMarker names must not contain '.' or '..' segments")
+    return value
+
+
+MarkerName = Annotated[str, Field(min_length=1, max_length=255, pattern=MARKER_PATTERN),
+                       AfterValidator(_marker_name)]
+
+
+class CompletionMarker(ApiModel):
+    """Files the instrument writes when a run is complete; see docs/concepts.md "Gate and overrides"."""
+
+    names: list[MarkerName] = Field(min_length=1, max_length=MAX_MARKERS)
+    match: Literal["Any", "All"] = "Any"
+
+    def to_mover(self) -> mover_io.CompletionMarker:
+        return mover_io.CompletionMarker(names=list(self.names), match=self.match)
+
+
 class Gate(ApiModel):
     """Pre-sync gate settings."""
 
     quiet_period: Duration = "10m"
+    completion_marker: CompletionMarker | None = None
 
     @property
     def quiet_period_seconds(self) -> int:
@@ -344,11 +373,20 @@ class Cleanup(ApiModel):
 # --- mover pod --------------------------------------------------------------
 
 
+def _quantity(value: str | int) -> str | int:
+    if isinstance(value, str) and not QUANTITY_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)")
+    return value
+
+
+Quantity = Annotated[str | int, AfterValidator(_quantity)]
+
+
 class ResourceRequirements(ApiModel):
     """core/v1 ResourceRequirements (quantities as strings or integers)."""
 
-    requests: dict[str, str | int] = Field(default_factory=dict, max_length=16)
-    limits: dict[str, str | int] = Field(default_factory=dict, max_length=16)
+    requests: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
+    limits: dict[str, Quantity] = Field(default_factory=dict, max_length=16)
 
 
 class MoverSecurityContext(ApiModel):
@@ -365,6 +403,22 @@ class MoverSecurityContext(ApiModel):
     supplemental_groups: list[int] = Field(default_factory=list, max_length=32)
 
 
+class RunAsRunOwner(ApiModel):
+    """Run movers as the owner of each run directory, within an admin-set uid range (never 0)."""
+
+    min_uid: int = Field(default=1000, alias="minUID", ge=1)
+    max_uid: int = Field(default=65533, alias="maxUID", ge=1, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RunAsRunOwner:
+        if self.min_uid > self.max_uid:
+            raise ValueError("spec.mover.runAsRunOwner.minUID must not be above maxUID")
+        return self
+
+    def allows(self, uid: int) -> bool:
+        return uid != 0 and self.min_uid <= uid <= self.max_uid
+
+
 class Mover(ApiModel):
     """Pod-level settings of the mover Jobs of this target."""
 
@@ -377,9 +431,17 @@ class Mover(ApiModel):
         default=None, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN
     )
     active_deadline_seconds: int | None = Field(default=None, ge=1)
+    run_as_run_owner: RunAsRunOwner | None = None
     # For a NAS only the node's own network reaches; off by default because it
     # gives the mover the node's network identity.
     host_network: bool = False
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Mover:
+        fixed_uid = self.security_context is not None and self.security_context.run_as_user is not None
+        if self.run_as_run_owner is not None and fixed_uid:
+            raise ValueError("spec.mover.runAsRunOwner and spec.mover.securityContext.runAsUser exclude each other")
+        return self
 
 
 # --- spec / status / object -------------------------------------------------

@@ -29,6 +29,9 @@ SOURCE_VOLUME = "source"
 
 def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mover_io.MoverParams:
     spec = target.spec
+    last_error = job.status.last_error
+    after_mismatch = last_error is not None and last_error.kind == mover_io.ErrorKind.HASH_MISMATCH
+    marker = spec.gate.completion_marker
     return mover_io.MoverParams(
         step=step,
         runPath=job.spec.run_path,
@@ -39,18 +42,29 @@ def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mo
         quietPeriodSeconds=spec.gate.quiet_period_seconds,
         overrides=[o.to_mover() for o in job.spec.overrides],
         retainCache=spec.cleanup.retain_cache,
+        cleanupEnabled=spec.cleanup.enabled and not job.spec.cleanup.hold,
+        minAgeAfterVerifySeconds=spec.cleanup.min_age_after_verify_seconds,
+        identifyOwner=step == "gate" and spec.mover.run_as_run_owner is not None and job.status.run_owner is None,
+        # After a mismatch the NAS holds a file that looks right and is not.
+        compareContent=step == "push" and after_mismatch,
+        completionMarker=marker.to_mover() if marker is not None else None,
         expectedManifestSha256=(job.status.manifest.sha256 or None) if job.status.manifest else None,
         owner=job.owner,
     )
 
 
-def _security(target: SyncTarget) -> tuple[dict[str, Any], dict[str, Any]]:
+def _security(target: SyncTarget, job: SyncJob) -> tuple[dict[str, Any], dict[str, Any]]:
     sc = target.spec.mover.security_context
+    owner = job.status.run_owner if target.spec.mover.run_as_run_owner is not None else None
     uid = sc.run_as_user if sc and sc.run_as_user is not None else DEFAULT_UID
+    if owner is not None:
+        uid = owner.uid  # the gate found it, decide() checked it against minUID..maxUID
     pod: dict[str, Any] = {"runAsUser": uid, "runAsNonRoot": uid != 0,
                            "seccompProfile": {"type": "RuntimeDefault"}}
+    if owner is not None:
+        pod["runAsGroup"] = owner.gid
     if sc is not None:
-        if sc.run_as_group is not None:
+        if sc.run_as_group is not None and owner is None:
             pod["runAsGroup"] = sc.run_as_group
         if sc.fs_group is not None:
             pod["fsGroup"] = sc.fs_group
@@ -75,8 +89,9 @@ def _volumes(target: SyncTarget) -> list[dict[str, Any]]:
     secret: dict[str, Any] = {"secretName": dest.secret_name}
     if dest.secret_items is not None:
         secret["items"] = dest.secret_items
-    # 0440 + fsGroup on a real kubelet; the mover copies the ssh key to a 0600
-    # file of its own because ssh refuses group-readable keys.
+    # 0440 + fsGroup on a real kubelet, else 0444 so any runAsUser can read it;
+    # the rsync transport uses a 0600 copy of its own (ssh refuses a key its
+    # user could share, e.g. a root-owned 0444 key when running as root).
     secret["defaultMode"] = 0o440 if target.spec.mover.security_context and \
         target.spec.mover.security_context.fs_group is not None else 0o444
     return [source, {"name": SECRET_VOLUME, "secret": secret},
@@ -89,7 +104,7 @@ def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, na
     meta = job.metadata
     labels = names.mover_labels(syncjob=meta["name"], target=target.metadata["name"], step=step, n=n)
     params = mover_params(job=job, target=target, step=step)
-    pod_sc, container_sc = _security(target)
+    pod_sc, container_sc = _security(target, job)
     mover = target.spec.mover
     container: dict[str, Any] = {
         "name": "mover",

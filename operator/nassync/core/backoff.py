@@ -4,9 +4,9 @@ A mover reports *why* it failed as an `ErrorKind`; what the operator does next
 depends only on that kind and on the job's retry history (docs/concepts.md,
 "Failure classes"):
 
-- `Auth`, `LocalVanished`, `Config`: retrying cannot help (a refused key, a run
-  that is gone, a broken secret), so the job fails at once and waits for a human
-  (`nassync.dev/retry`).
+- `Auth`, `LocalVanished`, `Config`, `Permission`: retrying cannot help (a
+  refused key, a run that is gone, a broken secret, a mover that may not read
+  the run), so the job fails at once and waits for a human (`nassync.dev/retry`).
 - `HashMismatch`: the NAS copy differs from the manifest. One more push usually
   repairs it (an interrupted upload, a NAS that lost a file); a second mismatch
   since the last successful verify means something keeps corrupting the data,
@@ -30,7 +30,7 @@ from nassync.core.humanize import human_seconds
 DEFAULT_BACKOFF_SECONDS: tuple[int, ...] = (30, 120, 480, 1800)
 DEFAULT_MAX_ATTEMPTS = 5
 
-_TERMINAL_KINDS = frozenset({ErrorKind.AUTH, ErrorKind.LOCAL_VANISHED, ErrorKind.CONFIG})
+_TERMINAL_KINDS = frozenset({ErrorKind.AUTH, ErrorKind.LOCAL_VANISHED, ErrorKind.CONFIG, ErrorKind.PERMISSION})
 
 
 def backoff_delay(attempts: int, schedule: Sequence[int]) -> int:

@@ -51,6 +51,7 @@ from nassync.api.syncjob import (
     MAX_FINDINGS,
     RETRY_ANNOTATION,
     VERIFY_ANNOTATION,
+    Deleted,
     GateFinding,
     GateStatus,
     LastError,
@@ -59,6 +60,7 @@ from nassync.api.syncjob import (
     MoverJobStatus,
     Phase,
     Progress,
+    RunOwner,
     SyncJob,
     SyncJobStatus,
     TransferStatus,
@@ -312,6 +314,11 @@ def _note_revocation(run: _Run, value: str) -> None:
 def _gate_done(run: _Run, result: MoverResult) -> None:
     outcome = result.gate
     assert outcome is not None  # checked by _gate_unusable
+    if outcome.run_owner is not None:
+        run.status.run_owner = RunOwner(uid=outcome.run_owner.uid, gid=outcome.run_owner.gid)
+    if outcome.owner_only:
+        _owner_found(run, outcome)
+        return
     findings = [
         GateFinding(
             rule=f.rule[:64],
@@ -337,13 +344,9 @@ def _gate_done(run: _Run, result: MoverResult) -> None:
     if not outcome.quiet:
         wait = max(1, outcome.quiet_remaining_seconds)
         run.status.next_attempt_at = run.now + timedelta(seconds=wait)
-        run.condition(
-            cond.GATED,
-            "False",
-            "NotQuiet",
-            f"the run changed within the quiet period; checking again in {human_seconds(wait)}",
-        )
-        run.set_phase(Phase.GATING, reason="NotQuiet", message="waiting for the run to be quiet")
+        why = outcome.waiting_for or "the run changed within the quiet period"
+        run.condition(cond.GATED, "False", "NotQuiet", f"{why}; checking again in {human_seconds(wait)}")
+        run.set_phase(Phase.GATING, reason="NotQuiet", message=f"waiting: {why}")
         return
     soft = sum(1 for f in outcome.findings if f.tier == "soft")
     overridden = sum(1 for f in outcome.findings if f.overridden)
@@ -351,6 +354,26 @@ def _gate_done(run: _Run, result: MoverResult) -> None:
     run.status.next_attempt_at = None
     run.condition(cond.GATED, "True", "Passed", message)
     run.set_phase(Phase.QUEUED, reason="Gated", message=message)
+
+
+def _owner_found(run: _Run, outcome: GateOutcome) -> None:
+    """The gate only identified the run's owner (runAsRunOwner): check the range, gate again as the owner."""
+    owner = outcome.run_owner
+    policy = run.target.spec.mover.run_as_run_owner if run.target is not None else None
+    if owner is None or policy is None:
+        _failed(run, step="gate", kind=ErrorKind.UNKNOWN, message="the gate reported no run owner")
+        return
+    if not policy.allows(owner.uid):
+        allowed = f"{policy.min_uid}-{policy.max_uid}"
+        _failed(run, step="gate", kind=ErrorKind.PERMISSION, message=(
+            f"the run directory belongs to uid {owner.uid}, outside the uids movers may run as "
+            f"(spec.mover.runAsRunOwner {allowed}; never 0); nothing was read. Change the run's owner, "
+            "widen the range, or set spec.mover.securityContext.runAsUser instead"))
+        return
+    message = f"the run belongs to uid:gid {owner.uid}:{owner.gid}; checking it again as that user"
+    run.status.next_attempt_at = None
+    run.condition(cond.GATED, "False", "OwnerFound", message)
+    run.emit("Normal", "RunOwnerFound", message)
 
 
 def _blocked_message(outcome: GateOutcome) -> str:
@@ -400,10 +423,10 @@ def _verify_done(run: _Run, result: MoverResult) -> None:
     summary = result.verify or VerifySummary.model_validate({})
     status = run.status
     if summary.local_changed:
-        message = "local files changed after the push; pushing again"
+        message = "local files changed after the push; gating and pushing again"
         _forget_verification(run, "LocalChanged", message)
         status.next_attempt_at = None
-        run.set_phase(Phase.QUEUED, reason="LocalChanged", message=message)
+        run.set_phase(Phase.PENDING, reason="LocalChanged", message=message)
         return
     status.verify_passes += 1
     status.verified_at = status.verified_at or run.now
@@ -419,8 +442,30 @@ def _verify_done(run: _Run, result: MoverResult) -> None:
     run.set_phase(Phase.VERIFIED, reason="Verified", message=message)
 
 
+def _note_deleted(run: _Run, result: MoverResult | None) -> None:
+    """Add what a cleanup mover deleted (also one that stopped part way) to status.deleted."""
+    summary = result.cleanup if result is not None else None
+    if summary is None or summary.files_deleted <= 0:
+        return
+    before = run.status.deleted or Deleted(files=0, bytes=0)
+    run.status.deleted = Deleted(files=before.files + summary.files_deleted, bytes=before.bytes + summary.bytes_freed)
+
+
+def _partly_cleaned(run: _Run) -> bool:
+    return run.status.deleted is not None and run.status.deleted.files > 0
+
+
 def _cleanup_done(run: _Run, result: MoverResult) -> None:
     summary = result.cleanup
+    if summary is not None and summary.deferred:
+        # The pod found a revocation the operator had not seen yet (noted by
+        # _consume); back to Verified, where the interlocks wait it out.
+        message = f"cleanup deferred: {summary.deferred}"
+        run.condition(cond.CLEANED, "False", "OverrideRevoked", message)
+        run.emit("Normal", "CleanupDeferred", message)
+        run.set_phase(Phase.VERIFIED, reason="CleanupDeferred", message=message)
+        return
+    _note_deleted(run, result)
     files = summary.files_deleted if summary else 0
     freed = summary.bytes_freed if summary else 0
     run.status.cleaned_at = run.now
@@ -444,8 +489,10 @@ def _forget_verification(run: _Run, reason: str, message: str) -> None:
 def _failed(run: _Run, *, step: Step, kind: ErrorKind, message: str, result: MoverResult | None = None) -> None:
     """Apply the failure policy (backoff.failure_outcome) to a failed step."""
     status = run.status
+    if step == "cleanup":
+        _note_deleted(run, result)
     if kind is ErrorKind.HASH_MISMATCH and step in ("verify", "cleanup"):
-        message = _mismatch_message(step, message, result)
+        message = _mismatch_message(run, step, message, result)
         _forget_verification(run, "RemoteMismatch", message)
         run.condition(cond.VERIFIED, "False", "RemoteMismatch", message)
         run.emit("Warning", "VerifyMismatch", message)
@@ -469,6 +516,17 @@ def _failed(run: _Run, *, step: Step, kind: ErrorKind, message: str, result: Mov
         return
     spec = STEP_TABLE[step]
     back_to = spec.mismatch_retry_in if kind is ErrorKind.HASH_MISMATCH else spec.retry_in
+    if _partly_cleaned(run) and back_to != Phase.VERIFIED:
+        # Local files are gone already: a push would replace the NAS manifest, the
+        # only proof of what was deleted, with that of an emptied run.
+        deleted = status.deleted.files if status.deleted else 0
+        text = (f"{kind}: {message}; {deleted} local file(s) of this run were already deleted after the NAS copy "
+                "was verified, so the run is never pushed again. Check the NAS copy, then annotate "
+                "nassync.dev/retry=<new value> to finish the cleanup from it")
+        status.next_attempt_at = None
+        run.condition(cond.FAILED, "True", str(kind), text)
+        run.set_phase(Phase.FAILED, reason="Failed", message=text, type_="Warning")
+        return
     status.next_attempt_at = (
         run.now + timedelta(seconds=outcome.delay_seconds) if outcome.verdict is Verdict.RETRY else None
     )
@@ -477,7 +535,7 @@ def _failed(run: _Run, *, step: Step, kind: ErrorKind, message: str, result: Mov
     run.set_phase(back_to, reason="Retrying", message=text)
 
 
-def _mismatch_message(step: Step, mover_message: str, result: MoverResult | None) -> str:
+def _mismatch_message(run: _Run, step: Step, mover_message: str, result: MoverResult | None) -> str:
     summary = result.verify if result is not None else None
     detail = mover_message
     if summary is not None:
@@ -486,6 +544,10 @@ def _mismatch_message(step: Step, mover_message: str, result: MoverResult | None
             f", e.g. {examples}" if examples else ""
         )
     if step == "cleanup":
+        if _partly_cleaned(run):
+            deleted = run.status.deleted.files if run.status.deleted else 0
+            return (f"cleanup refused: the NAS copy no longer matches the manifest ({detail}); no more local data "
+                    f"deleted ({deleted} file(s) were deleted earlier, after a verified NAS copy)")
         return (
             f"cleanup refused: the NAS copy no longer matches the manifest ({detail}); local data kept; pushing again"
         )
@@ -801,13 +863,14 @@ class StepSpec:
     waits_for_backoff: bool  # starts only once status.nextAttemptAt has passed
     unusable: Callable[[MoverResult], str | None]  # why a successful result cannot be used
     done: Callable[[_Run, MoverResult], None]  # apply a usable result: status, phase, what follows
-    # Where a failure that will be retried goes. A gate is retried as a gate:
-    # skipping it would push an unchecked run. A cleanup that could not finish
-    # (NAS unreachable, pod killed part way) is retried as a cleanup: pushing
-    # again would rewrite the manifest from a run that may be partly deleted.
+    # Where a failure that will be retried goes. A push never runs without a
+    # fresh gate (an emptied or changed run must be judged again), so push and
+    # verify retries go back to Pending. A cleanup that could not finish (NAS
+    # unreachable, pod killed part way) is retried as a cleanup: pushing again
+    # would rewrite the manifest from a run that may be partly deleted.
     retry_in: Phase
-    # Where a hash mismatch goes: the NAS copy is what needs repair, so a push
-    # (except for the gate, which never compares hashes).
+    # Where a hash mismatch goes: the NAS copy is what needs repair, so a push,
+    # through the gate (never for a partly cleaned run: see _failed).
     mismatch_retry_in: Phase
 
 
@@ -819,13 +882,13 @@ STEP_TABLE: Mapping[Step, StepSpec] = {
                  retry_in=Phase.PENDING, mismatch_retry_in=Phase.PENDING),
         StepSpec("push", Phase.PUSHING, cond.PUSHED, (Phase.QUEUED, Phase.PUSHING), _start_when_due,
                  waits_for_backoff=True, unusable=_push_unusable, done=_push_done,
-                 retry_in=Phase.QUEUED, mismatch_retry_in=Phase.QUEUED),
+                 retry_in=Phase.PENDING, mismatch_retry_in=Phase.PENDING),
         StepSpec("verify", Phase.VERIFYING, cond.VERIFIED, (Phase.VERIFYING,), _start_when_due,
                  waits_for_backoff=False, unusable=_always_usable, done=_verify_done,
-                 retry_in=Phase.QUEUED, mismatch_retry_in=Phase.QUEUED),
+                 retry_in=Phase.PENDING, mismatch_retry_in=Phase.PENDING),
         StepSpec("cleanup", Phase.CLEANING, cond.CLEANED, (Phase.VERIFIED, Phase.CLEANING), _audit_when_due,
                  waits_for_backoff=True, unusable=_always_usable, done=_cleanup_done,
-                 retry_in=Phase.VERIFIED, mismatch_retry_in=Phase.QUEUED),
+                 retry_in=Phase.VERIFIED, mismatch_retry_in=Phase.PENDING),
     )
 }
 STEPS: tuple[Step, ...] = tuple(STEP_TABLE)

@@ -36,6 +36,7 @@ from nassync.api.mover_io import (
     MoverResult,
     Step,
 )
+from nassync.mover.identity import passwd_env
 from nassync.mover.logs import MoverLog
 from nassync.mover.outcome import StepFailed
 from nassync.mover.steps.cleanup import cleanup
@@ -116,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_result(_failure(step, info))
         return EXIT_BAD_PARAMS
     log.info("step started", runPath=params.run_path)
+    # The tools the step starts (ssh) need a passwd entry for our uid.
+    os.environ.update(passwd_env())
     result = run_step(step, params, log)
     if result.error is not None:
         log.error("step failed", kind=result.error.kind.value, detail=result.error.message)

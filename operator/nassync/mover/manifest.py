@@ -17,11 +17,9 @@ run root holds our own metadata and is never part of the manifest.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,18 +27,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from nassync.mover import fsio
+
+# The files nassync writes into a run's cache dir (and the only ones it ever deletes there).
 MANIFEST_NAME = "checksums.sha256"
+OWNER_MARKER = "nassync-owner"  # `<namespace>/<syncjob>/<uid>` of the SyncJob that pushes the run
+CLEANUP_MARKER = "nassync-cleanup-started"  # local only: deleting began; the run is never pushed again
+OUR_CACHE_FILES = (MANIFEST_NAME, OWNER_MARKER, CLEANUP_MARKER)
 _BUFFER_BYTES = 1 << 20  # ~1 MiB: best hashlib throughput (docs/transports.md)
 _HEX_LEN = 64
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 
+class FileChanged(OSError):
+    """A file changed while it was being hashed (size, mtime or ctime moved)."""
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One regular file of the run."""
+    """One regular file of the run, and the identity of the file that was hashed.
+
+    The identity (device, inode, mtime_ns, ctime_ns, from `fstat` of the
+    hashing descriptor) is what cleanup compares right before each unlink: a
+    file rewritten, renamed over or replaced after it was hashed is not the
+    file the NAS copy proves, even when its size is the same. It is not part
+    of the manifest's text and not of equality.
+    """
 
     sha256: str
     size: int
+    dev: int = field(default=0, compare=False)
+    ino: int = field(default=0, compare=False)
+    mtime_ns: int = field(default=0, compare=False)
+    ctime_ns: int = field(default=0, compare=False)
+
+    def is_same_file(self, info: os.stat_result) -> bool:
+        """True when `info` (an lstat) is still the regular file that was hashed, unchanged."""
+        return (
+            stat.S_ISREG(info.st_mode)
+            and (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            == (self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
+        )
 
 
 @dataclass(frozen=True)
@@ -123,52 +150,80 @@ def default_workers() -> int:
     return max(2, cores)
 
 
-def walk_run(run_dir: Path, *, cache_dir_name: str) -> _Walk:
-    """Classify every entry under run_dir without following symlinks."""
+def walk_run(run_dir: Path | int, *, cache_dir_name: str) -> _Walk:
+    """Classify every entry under the run without following symlinks.
+
+    `run_dir` is a path or an open directory descriptor; either way the walk
+    descends through descriptors (mover/fsio.py), so a directory swapped for a
+    symlink while we walk is not followed.
+    """
     check_cache_dir_name(cache_dir_name)
     result = _Walk()
-    stack: list[tuple[str, str]] = [(os.fspath(run_dir), "")]
-    while stack:
-        abs_dir, rel_dir = stack.pop()
-        with os.scandir(abs_dir) as it:
-            for entry in it:
-                rel = f"{rel_dir}{entry.name}"
-                if entry.is_symlink():
-                    result.symlinks.append(rel)
-                elif entry.is_dir(follow_symlinks=False):
-                    if rel_dir == "" and entry.name == cache_dir_name:
-                        continue
-                    result.dirs.append(rel)
-                    stack.append((entry.path, f"{rel}/"))
-                elif entry.is_file(follow_symlinks=False):
-                    result.files.append((rel, entry.stat(follow_symlinks=False).st_size))
-                else:
-                    result.special.append(rel)
+    with fsio.opened(_open_run(run_dir)) as root_fd:
+        stack: list[tuple[int, str]] = [(os.dup(root_fd), "")]
+        while stack:
+            dir_fd, rel_dir = stack.pop()
+            with fsio.opened(dir_fd), os.scandir(dir_fd) as it:
+                for entry in it:
+                    rel = f"{rel_dir}{entry.name}"
+                    if entry.is_symlink():
+                        result.symlinks.append(rel)
+                    elif entry.is_dir(follow_symlinks=False):
+                        if rel_dir == "" and entry.name == cache_dir_name:
+                            continue
+                        result.dirs.append(rel)
+                        stack.append((os.open(entry.name, fsio.DIR_FLAGS, dir_fd=dir_fd), f"{rel}/"))
+                    elif entry.is_file(follow_symlinks=False):
+                        result.files.append((rel, entry.stat(follow_symlinks=False).st_size))
+                    else:
+                        result.special.append(rel)
     return result
 
 
-def hash_file(path: str | os.PathLike[str]) -> Entry:
-    """Stream one file through SHA-256; refuses anything that is not a regular file.
+def _open_run(run_dir: Path | int) -> int:
+    if isinstance(run_dir, int):
+        return os.dup(run_dir)
+    return os.open(run_dir, fsio.DIR_FLAGS)
 
-    O_NOFOLLOW plus the fstat check close the gap between the walk and the open:
-    a file swapped for a symlink or FIFO in between raises instead of being hashed.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with open(fd, "rb", buffering=0) as raw:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"not a regular file: {os.fsdecode(path)!r}")
-        hasher = hashlib.sha256()
-        buffer = bytearray(_BUFFER_BYTES)
-        view = memoryview(buffer)
-        size = 0
+
+def _identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
+
+
+def hash_fd(fd: int, what: str) -> Entry:
+    """Stream an open regular file through SHA-256; FileChanged if it changes meanwhile."""
+    before = os.fstat(fd)
+    if not stat.S_ISREG(before.st_mode):
+        raise OSError(f"not a regular file: {what!r}")
+    hasher = hashlib.sha256()
+    buffer = bytearray(_BUFFER_BYTES)
+    view = memoryview(buffer)
+    size = 0
+    with open(fd, "rb", buffering=0, closefd=False) as raw:
         while n := raw.readinto(buffer):
             hasher.update(view[:n])
             size += n
-    return Entry(sha256=hasher.hexdigest(), size=size)
+    after = os.fstat(fd)
+    if _identity(after) != _identity(before) or size != after.st_size:
+        raise FileChanged(f"{what!r} changed while it was being hashed")
+    return Entry(sha256=hasher.hexdigest(), size=size, dev=after.st_dev, ino=after.st_ino,
+                 mtime_ns=after.st_mtime_ns, ctime_ns=after.st_ctime_ns)
+
+
+def hash_file(path: str | os.PathLike[str]) -> Entry:
+    """Hash one file by path; refuses anything that is not a regular file (O_NOFOLLOW)."""
+    with fsio.opened(os.open(path, fsio.FILE_FLAGS)) as fd:
+        return hash_fd(fd, os.fsdecode(path))
+
+
+def hash_at(dir_fd: int, relpath: str) -> Entry:
+    """Hash file `relpath` below `dir_fd`, following no link on the way (mover/fsio.py)."""
+    with fsio.opened(fsio.open_file(dir_fd, relpath)) as fd:
+        return hash_fd(fd, relpath)
 
 
 def build_manifest(
-    run_dir: Path,
+    run_dir: Path | int,
     *,
     cache_dir_name: str,
     workers: int | None = None,
@@ -176,32 +231,34 @@ def build_manifest(
 ) -> Manifest:
     """Hash every regular file of the run in parallel (cache dir and symlinks excluded).
 
-    `on_progress(done_bytes, total_bytes)` is called after each file (from the
-    hashing threads), so a long re-hash can report progress.
+    `run_dir` is a path or an open directory descriptor. `on_progress(done_bytes,
+    total_bytes)` is called after each file (from the hashing threads), so a
+    long re-hash can report progress.
 
     Raises FileNotFoundError when the run or a file vanishes while hashing: the
-    caller maps that to LocalVanished rather than recording a partial manifest.
+    caller maps that to LocalVanished rather than recording a partial manifest;
+    FileChanged when a file changes while it is hashed.
     """
     walk = walk_run(run_dir, cache_dir_name=cache_dir_name)
     # Biggest files first so one huge file does not start last and run alone.
     ordered = sorted(walk.files, key=lambda item: item[1], reverse=True)
-    base = os.fspath(run_dir)
-    paths = [os.path.join(base, rel) for rel, _ in ordered]
     total = sum(size for _, size in ordered)
     done = 0
     lock = threading.Lock()
 
-    def hash_and_report(path: str) -> Entry:
-        nonlocal done
-        entry = hash_file(path)
-        if on_progress is not None:
-            with lock:
-                done += entry.size
-                on_progress(done, total)
-        return entry
+    with fsio.opened(_open_run(run_dir)) as root_fd:
 
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        hashed = list(pool.map(hash_and_report, paths))
+        def hash_and_report(relpath: str) -> Entry:
+            nonlocal done
+            entry = hash_at(root_fd, relpath)
+            if on_progress is not None:
+                with lock:
+                    done += entry.size
+                    on_progress(done, total)
+            return entry
+
+        with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+            hashed = list(pool.map(hash_and_report, [rel for rel, _ in ordered]))
     entries = {rel: entry for (rel, _), entry in zip(ordered, hashed, strict=True)}
     return Manifest(
         entries=MappingProxyType(dict(sorted(entries.items(), key=lambda kv: _sort_key(kv[0])))),
@@ -299,47 +356,31 @@ def parse(text: bytes) -> dict[str, str]:
     return result
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write via tmp file + fsync + rename in the same dir: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry itself reaches the disk.
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def manifest_path(run_dir: Path, *, cache_dir_name: str) -> Path:
+def _cache_fd(run: Path | int, cache_dir_name: str, *, create: bool) -> int:
     check_cache_dir_name(cache_dir_name)
-    return run_dir / cache_dir_name / MANIFEST_NAME
+    with fsio.opened(_open_run(run)) as run_fd:
+        fd = fsio.open_real_dir(run_fd, cache_dir_name, create=create)
+    if fd is None:
+        raise FileNotFoundError(f"{cache_dir_name}/ does not exist in the run")
+    return fd
 
 
-def write_manifest(run_dir: Path, *, cache_dir_name: str, manifest: Manifest) -> Path:
-    """Write `<run>/<cacheDir>/checksums.sha256` atomically, creating the cache dir."""
-    path = manifest_path(run_dir, cache_dir_name=cache_dir_name)
-    path.parent.mkdir(exist_ok=True)
-    atomic_write_bytes(path, serialise(manifest))
-    return path
+def write_manifest(run: Path | int, *, cache_dir_name: str, manifest: Manifest) -> Path:
+    """Write `<run>/<cacheDir>/checksums.sha256` atomically, creating the cache dir; returns its path."""
+    with fsio.opened(_cache_fd(run, cache_dir_name, create=True)) as cache_fd:
+        fsio.write_atomic(cache_fd, MANIFEST_NAME, serialise(manifest))
+    base = Path(run) if not isinstance(run, int) else Path(fsio.proc_path(run))
+    return base / cache_dir_name / MANIFEST_NAME
 
 
-def read_manifest(run_dir: Path, *, cache_dir_name: str) -> dict[str, str]:
-    return parse(manifest_path(run_dir, cache_dir_name=cache_dir_name).read_bytes())
+def read_manifest_bytes(run: Path | int, *, cache_dir_name: str) -> bytes:
+    """The recorded manifest's text; FileNotFoundError when there is none."""
+    with fsio.opened(_cache_fd(run, cache_dir_name, create=False)) as cache_fd:
+        return fsio.read_file(cache_fd, MANIFEST_NAME)
+
+
+def read_manifest(run: Path | int, *, cache_dir_name: str) -> dict[str, str]:
+    return parse(read_manifest_bytes(run, cache_dir_name=cache_dir_name))
 
 
 def compare(expected: Mapping[str, str], actual: Mapping[str, str]) -> Comparison:

@@ -31,7 +31,6 @@ from nassync.api.mover_io import (
 )
 
 HashMethod = Literal["RemoteHash", "Download"]
-OWNER_MARKER = "nassync-owner"
 # A remote hash listing of a large run can take hours (the NAS reads every
 # byte); the bound is there so that a NAS that hangs does not hang the pod forever.
 PROBE_TIMEOUT_S = 6 * 3600
@@ -39,10 +38,16 @@ PROBE_TIMEOUT_S = 6 * 3600
 
 @dataclass(frozen=True)
 class Command:
-    """A process to run: argv plus env additions (env carries file paths, never secrets)."""
+    """A process to run: argv plus env additions (env carries file paths, never secrets).
+
+    `pass_fds` are descriptors the process inherits (the opened run directory,
+    named to the tool as /proc/self/fd/N); `stdin` is fed to it (file lists).
+    """
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
+    pass_fds: tuple[int, ...] = ()
+    stdin: bytes | None = None
 
     def full_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
@@ -68,6 +73,33 @@ class TransportError(Exception):
 
 
 @dataclass(frozen=True)
+class PushOptions:
+    """How one push runs.
+
+    `compare_content`: decide what to send by content, not size and time
+    (after a hash mismatch, so that a corrupted NAS file of the same size and
+    mtime is replaced). `exclude`: relpaths left out of this copy (completion
+    markers, sent last). `only`: copy just these relpaths.
+    """
+
+    compare_content: bool = False
+    exclude: tuple[str, ...] = ()
+    only: tuple[str, ...] | None = None
+
+
+DEFAULT_PUSH = PushOptions()
+
+
+def anchored(relpath: str) -> str:
+    """A filter rule matching exactly `relpath` below the copy's root, for rclone and rsync.
+
+    Only plain names reach here (completion markers and our cache files,
+    checked against a safe character set), so no glob character needs escaping.
+    """
+    return "/" + relpath.strip("/")
+
+
+@dataclass(frozen=True)
 class Completed:
     returncode: int
     stdout: bytes
@@ -75,15 +107,17 @@ class Completed:
 
 
 def run_probe(command: Command, *, timeout: float = PROBE_TIMEOUT_S) -> Completed:
-    """Run a short remote command to completion, capturing both streams."""
+    """Run a remote command to completion, capturing both streams."""
     try:
         proc = subprocess.run(
             list(command.argv),
             env=command.full_env(),
-            stdin=subprocess.DEVNULL,
+            input=command.stdin,
+            stdin=None if command.stdin is not None else subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,
             check=False,
+            pass_fds=command.pass_fds,
         )
     except FileNotFoundError as exc:
         raise TransportError(
@@ -133,8 +167,13 @@ class Transport(Protocol):
         """Why a file of this name cannot be copied and proven, or None if it can."""
         ...
 
-    def push_command(self, *, source: Path, run_path: str, bandwidth: Bandwidth, now: datetime) -> Command:
-        """Copy (never mirror) `source/` into the remote run directory."""
+    def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
+                     options: PushOptions = DEFAULT_PUSH) -> Command:
+        """Copy (never mirror) `source/` into the remote run directory.
+
+        `source` is a path the tool reads through (/proc/self/fd/N of the opened
+        run, whose descriptor the caller passes to the process).
+        """
         ...
 
     def parse_push_line(self, line: str) -> TransferProgress | None:
@@ -153,8 +192,13 @@ class Transport(Protocol):
         """
         ...
 
-    def read_owner(self, *, run_path: str, cache_dir_name: str) -> str | None:
-        """Content of the remote owner marker, or None when there is none."""
+    def read_remote_file(self, *, run_path: str, relpath: str) -> bytes | None:
+        """The bytes of `<run>/<relpath>` on the NAS (`run_path` relative to the
+        destination root), or None when there is no such file."""
+        ...
+
+    def find_remote_files(self, *, run_path: str, name: str) -> list[str]:
+        """Relpaths of every file called `name` below the remote run directory ([] if it is absent)."""
         ...
 
     def classify(self, *, returncode: int, messages: Sequence[str]) -> ErrorInfo:

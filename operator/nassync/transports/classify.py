@@ -42,10 +42,27 @@ _SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1\2[redacted]",
     ),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1[redacted]@"),
+    # JSON and quoted keys: "pass": "x", 'secret_access_key': 'y'.
+    (
+        re.compile(
+            r"(?i)([\"'][\w-]*(?:pass|password|secret|token|key|auth|credential)[\w-]*[\"']\s*:\s*)"
+            r"(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,}]+)"
+        ),
+        r'\1"[redacted]"',
+    ),
+    # HTTP authorization headers: Authorization: Basic dXNlcjpwdw==, Bearer ...
+    (re.compile(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)(?:\w+\s+)?[^\s,;]+"), r"\1[redacted]"),
+    # user:password@host without a scheme (rsync/ssh style targets with a password).
+    (re.compile(r"(?<![\w/:@.-])([\w.+-]+):([^\s@/:]+)@(?=[\w.-])"), r"\1:[redacted]@"),
+    # rclone's config parser echoes the line it could not parse.
+    (re.compile(r"(?i)(could not parse line:?)[^\n]*"), r"\1 [redacted]"),
     # rclone on-the-fly remotes: ":sftp,host=h,pass=x:/path" -> keep only the backend name.
     (re.compile(r"(^|[\s\"'(])(:[a-z0-9]+),[^\s\"':]*(?:'[^']*'[^\s\"':]*)*:"), r"\1\2,[redacted]:"),
 )
 
+
+# Lines that echo configuration verbatim; never quoted in a message.
+_UNQUOTABLE = re.compile(r"could not parse line|failed to load config file", re.I)
 
 _TOKEN = re.compile(r"(?<![\w/.+=-])[A-Za-z0-9+/_=-]{40,}")
 
@@ -76,10 +93,11 @@ class Rule:
     kind: ErrorKind
     pattern: re.Pattern[str]
     message: str  # what a lab admin reads; `{detail}` is the matching line
+    quote: bool = True  # False: the line may hold a secret and is never shown
 
 
-def rule(kind: ErrorKind, pattern: str, message: str) -> Rule:
-    return Rule(kind=kind, pattern=re.compile(pattern, re.I), message=message)
+def rule(kind: ErrorKind, pattern: str, message: str, *, quote: bool = True) -> Rule:
+    return Rule(kind=kind, pattern=re.compile(pattern, re.I), message=message, quote=quote)
 
 
 # Most specific first: a host key failure also prints "connection unexpectedly
@@ -102,11 +120,17 @@ SHARED_RULES: tuple[Rule, ...] = (
     ),
     rule(
         ErrorKind.CONFIG,
+        r"No user exists for uid",
+        "ssh refuses to run as the mover's uid, which has no passwd entry; the nassync image gives any uid "
+        "one through nss_wrapper (Debian's libnss-wrapper): use it, or add the uid to your image: {detail}",
+    ),
+    rule(
+        ErrorKind.CONFIG,
         r"didn't find section in config file|couldn't find type of fs|"
         r"failed to load config|Failed to load config|Couldn't decrypt|"
         r"unable to read private key|failed to read private key file|"
         r"Load key .*: (?:invalid format|No such file)|no such identity|"
-        r"No user exists for uid|subsystem request failed|"
+        r"subsystem request failed|"
         r"unknown flag|Bad configuration option|Bad port",
         "the transfer is misconfigured (check the target's secret and destination): {detail}",
     ),
@@ -197,10 +221,10 @@ def classify(
     for rule in rules:
         for line in lines:
             if rule.pattern.search(line):
-                return ErrorInfo(
-                    kind=rule.kind,
-                    message=scrub(f"{tool}: " + rule.message.format(detail=_shorten(line))),
-                )
+                detail = _shorten(line) if rule.quote else "(not shown)"
+                return ErrorInfo(kind=rule.kind, message=scrub(f"{tool}: " + rule.message.format(detail=detail)))
+    # An unmatched line is shown, so the secret-bearing ones must never get here.
+    lines = [m for m in lines if not _UNQUOTABLE.search(m)]
     last = _shorten(lines[-1]) if lines else "no error output"
     if exit_kinds and returncode in exit_kinds:
         kind, text = exit_kinds[returncode]

@@ -38,11 +38,13 @@ from nassync.api.common import has_control_character
 from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RcloneDestination, remote_run_path
 from nassync.transports.bandwidth import rclone_timetable
 from nassync.transports.base import (
-    OWNER_MARKER,
+    DEFAULT_PUSH,
     Command,
     HashMethod,
+    PushOptions,
     TransferProgress,
     TransportError,
+    anchored,
     run_probe,
 )
 from nassync.transports.classify import (
@@ -54,18 +56,29 @@ from nassync.transports.classify import (
     rule,
 )
 
+_QUOTE = "\u201b"
 _SHA256_HEX = re.compile(r"^([0-9a-f]{64})  (.*)$")
 # Backends whose server side computes SHA-256 (sftp needs rclone >= 1.71 and a
 # sha256sum on the NAS, which the env below pins).
 _SHA256_BACKENDS = frozenset({"sftp", "local"})
 _NOT_FOUND_RCS = frozenset({3, 4})
 
+_HASH_UNSUPPORTED = rule(
+    ErrorKind.CONFIG,
+    r"hash type not supported|hash unsupported",
+    "the NAS cannot compute SHA-256 itself; set verify.method: Download: {detail}",
+)
 RCLONE_RULES: tuple[Rule, ...] = (
+    # rclone prints the offending config line, which may be a password: the
+    # message names the problem, never the line.
     rule(
         ErrorKind.CONFIG,
-        r"hash type not supported|hash unsupported",
-        "the NAS cannot compute SHA-256 itself; set verify.method: Download: {detail}",
+        r"could not parse line|failed to load config file",
+        "the rclone config in the target's Secret cannot be parsed (a line that is not "
+        "'key = value' or a [section]); fix the Secret",
+        quote=False,
     ),
+    _HASH_UNSUPPORTED,
     rule(
         ErrorKind.CONFIG,
         r"failed to parse private key file|didn't find section in config file",
@@ -146,14 +159,20 @@ class RcloneTransport:
             # rclone stores e.g. "\n" as "␊" on sftp and maps it back only for
             # itself: the NAS copy would not match the manifest an admin checks.
             return "contains a control character, which rclone renames on the NAS"
+        if _QUOTE in relpath:
+            # rclone's name encoder uses U+201B to quote characters it maps; a
+            # name holding it is read back as another name (and reported missing).
+            return "contains U+201B (single high-reversed-9 quotation mark), which rclone uses to quote names"
         return None
 
-    def push_command(self, *, source: Path, run_path: str, bandwidth: Bandwidth, now: datetime) -> Command:
+    def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
+                     options: PushOptions = DEFAULT_PUSH) -> Command:
         argv = [
             self._rclone,
             "copy",
-            str(source).rstrip("/") + "/",
+            source.rstrip("/") + "/",
             self._target(run_path),
+            # Always content: sizes and times say nothing about a NAS file's bytes.
             "--checksum",
             # A file already on the NAS with the right hash is left alone, mtime included.
             "--no-update-modtime",
@@ -178,7 +197,13 @@ class RcloneTransport:
         timetable = rclone_timetable(bandwidth)
         if timetable and timetable.strip() not in {"off", "0"}:
             argv += ["--bwlimit", timetable]
-        return Command(argv=tuple(argv), env=self._env(time_zone=bandwidth.time_zone))
+        for relpath in options.exclude:
+            argv += ["--exclude", anchored(relpath)]
+        stdin = None
+        if options.only is not None:
+            argv += ["--files-from-raw", "-"]
+            stdin = "".join(f"{p}\n" for p in options.only).encode()
+        return Command(argv=tuple(argv), env=self._env(time_zone=bandwidth.time_zone), stdin=stdin)
 
     def parse_push_line(self, line: str) -> TransferProgress | None:
         if '"stats"' not in line:
@@ -247,7 +272,7 @@ class RcloneTransport:
 
     @staticmethod
     def _hash_unsupported(stderr_lines: Sequence[str]) -> bool:
-        return any(RCLONE_RULES[0].pattern.search(line) for line in stderr_lines)
+        return any(_HASH_UNSUPPORTED.pattern.search(line) for line in stderr_lines)
 
     def _downloaded_hashes(self, run_path: str) -> dict[str, str]:
         rc, out, err = self._probe("hashsum", "sha256", "--download", self._target(run_path))
@@ -265,11 +290,19 @@ class RcloneTransport:
                 hashes[match.group(2)] = match.group(1)
         return hashes
 
-    def read_owner(self, *, run_path: str, cache_dir_name: str) -> str | None:
-        rc, out, err = self._probe("cat", self._target(run_path, cache_dir_name, OWNER_MARKER))
+    def read_remote_file(self, *, run_path: str, relpath: str) -> bytes | None:
+        rc, out, err = self._probe("cat", self._target(run_path, relpath))
         if rc in _NOT_FOUND_RCS:
             return None
         if rc != 0:
             raise TransportError(self.classify(returncode=rc, messages=err))
-        text = out.decode("utf-8", errors="replace").strip()
-        return text or None
+        return out
+
+    def find_remote_files(self, *, run_path: str, name: str) -> list[str]:
+        rc, out, err = self._probe("lsjson", "-R", "--files-only", "--include", f"**/{name}", self._target(run_path))
+        if rc in _NOT_FOUND_RCS:
+            return []
+        if rc != 0:
+            raise TransportError(self.classify(returncode=rc, messages=err))
+        return [str(item["Path"]) for item in json.loads(out or b"[]")
+                if str(item.get("Path", "")).rsplit("/", 1)[-1] == name]

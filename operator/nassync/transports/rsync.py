@@ -1,15 +1,19 @@
 """rsync-over-ssh transport: any NAS with sshd, rsync, and coreutils.
 
-Push: `rsync -a --partial-dir=.rsync-partial --mkpath` with the source given
-WITH a trailing slash, so the run's contents land in `<path>/<runPath>/` (the
-reference implementation omitted the slash and nested `<run>/<run>/`, which
-then never verified). rsync writes each file to a temporary name and renames
-it, and `--partial-dir` keeps interrupted pieces out of final names. ssh is
-locked down: only the mounted key (`IdentitiesOnly`), only the mounted
-known_hosts (`StrictHostKeyChecking=yes`), never a prompt (`BatchMode`), and no
-user ssh config (`-F /dev/null`) so nothing on the pod's image changes it.
-rsync has no timetable, so `--bwlimit` is the limit in force when the push
-starts; the operator's Job for the next attempt picks up the next window.
+Push: `rsync -a --partial-dir=.nassync-rsync-partial --mkpath` with the
+source given WITH a trailing slash, so the run's contents land in
+`<path>/<runPath>/` (the reference implementation omitted the slash and nested
+`<run>/<run>/`, which then never verified). rsync writes each file to a
+temporary name and renames it, and `--partial-dir` keeps interrupted pieces
+out of final names. After a hash mismatch the push adds `--checksum`: rsync's
+quick check (size and mtime) would leave a corrupted NAS file of the same size
+and mtime in place. ssh is locked down: only the key (`IdentitiesOnly`), only
+the mounted known_hosts (`StrictHostKeyChecking=yes`), never a prompt
+(`BatchMode`), and no user ssh config (`-F /dev/null`) so nothing on the pod's
+image changes it. The key is used from a private 0600 copy: ssh refuses a key
+its own user could share (a Secret volume's 0444/0440 files, as root).
+rsync has no timetable, so `--bwlimit` is the limit in force when it starts;
+the push restarts it with the new limit at each window change.
 
 Remote SHA-256 (`RemoteHash`): one ssh command running `find -print0 | sort -z
 | xargs -0 sha256sum -z`, NUL-separated so names with spaces, newlines or
@@ -20,11 +24,15 @@ file), for NAS boxes whose shell lacks sha256sum.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,15 +41,20 @@ from pathlib import Path
 from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RsyncDestination, remote_run_path
 from nassync.transports.bandwidth import limit_at
 from nassync.transports.base import (
-    OWNER_MARKER,
+    DEFAULT_PUSH,
     Command,
     HashMethod,
+    PushOptions,
     TransferProgress,
     TransportError,
+    anchored,
     run_probe,
 )
 from nassync.transports.classify import RSYNC_EXIT_KINDS, SHARED_RULES, classify
 
+# Not a name a run would hold, unlike rsync's usual `.rsync-partial`; the gate
+# still refuses a run that has it (rsync would silently skip it).
+PARTIAL_DIR = ".nassync-rsync-partial"
 _CONNECT_TIMEOUT_S = 15
 _IO_TIMEOUT_S = 300
 _MISSING_DIR_RC = 66  # our own marker from the remote script: the run dir is not there
@@ -83,13 +96,13 @@ class RsyncTransport:
         return f"{self._login}:{self._remote_path(run_path)}"
 
     def ssh_argv(self) -> list[str]:
-        """ssh client options: the mounted key and known_hosts only, never a prompt."""
+        """ssh client options: the Secret's key and known_hosts only, never a prompt."""
         return [
             self.ssh_binary,
             "-F",
             "/dev/null",
             "-i",
-            self.destination.key_file,
+            private_key_copy(self.destination.key_file),
             "-p",
             str(self.destination.port),
             "-o",
@@ -113,13 +126,18 @@ class RsyncTransport:
         ]
 
     def name_problem(self, relpath: str) -> str | None:
-        return None  # rsync and `sha256sum -z` carry any byte string exactly
+        # rsync and `sha256sum -z` carry any byte string exactly; only the
+        # partial-dir name is taken (rsync excludes it from every directory).
+        if PARTIAL_DIR in relpath.split("/"):
+            return f"is named {PARTIAL_DIR}, which rsync keeps for interrupted transfers and never copies"
+        return None
 
-    def push_command(self, *, source: Path, run_path: str, bandwidth: Bandwidth, now: datetime) -> Command:
+    def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
+                     options: PushOptions = DEFAULT_PUSH) -> Command:
         argv = [
             self.rsync_binary,
             "-a",
-            "--partial-dir=.rsync-partial",
+            f"--partial-dir={PARTIAL_DIR}",
             "--mkpath",
             f"--timeout={_IO_TIMEOUT_S}",
             "--info=progress2,stats2",
@@ -129,9 +147,18 @@ class RsyncTransport:
         limit = limit_at(bandwidth, now)
         if limit > 0:
             argv.append(f"--bwlimit={limit}")
+        if options.compare_content:
+            # The quick check (size and mtime) would skip a corrupted NAS file
+            # whose size and mtime still match: compare contents instead.
+            argv.append("--checksum")
+        argv += [f"--exclude={anchored(relpath)}" for relpath in options.exclude]
+        stdin = None
+        if options.only is not None:
+            argv.append("--files-from=-")
+            stdin = "".join(f"{p}\n" for p in options.only).encode()
         # Trailing slashes on both sides: copy the run's *contents* into <path>/<runPath>/.
-        argv += [str(source).rstrip("/") + "/", f"{self.remote_dir(run_path=run_path)}/"]
-        return Command(argv=tuple(argv), env={"LC_ALL": "C"})
+        argv += [source.rstrip("/") + "/", f"{self.remote_dir(run_path=run_path)}/"]
+        return Command(argv=tuple(argv), env={"LC_ALL": "C"}, stdin=stdin)
 
     def parse_push_line(self, line: str) -> TransferProgress | None:
         match = _PROGRESS2.match(line)
@@ -243,14 +270,51 @@ class RsyncTransport:
             )
         return info
 
-    def read_owner(self, *, run_path: str, cache_dir_name: str) -> str | None:
-        marker = f"{self._remote_path(run_path)}/{cache_dir_name}/{OWNER_MARKER}"
-        quoted = shlex.quote(marker)
-        done = run_probe(self._ssh(f"if [ -e {quoted} ]; then cat -- {quoted}; fi"))
+    def read_remote_file(self, *, run_path: str, relpath: str) -> bytes | None:
+        quoted = shlex.quote(f"{self._remote_path(run_path)}/{relpath}")
+        done = run_probe(self._ssh(f"if [ -f {quoted} ]; then cat -- {quoted}; else exit {_MISSING_DIR_RC}; fi"))
+        if done.returncode == _MISSING_DIR_RC:
+            return None
         if done.returncode != 0:
             raise TransportError(self._probe_error(done.returncode, done.stderr))
-        text = done.stdout.decode("utf-8", errors="replace").strip()
-        return text or None
+        return done.stdout
+
+    def find_remote_files(self, *, run_path: str, name: str) -> list[str]:
+        script = self._run_dir_script(run_path, f"find . -type f -name {shlex.quote(name)} -print0")
+        done = run_probe(self._ssh(script))
+        if done.returncode == _MISSING_DIR_RC:
+            return []
+        if done.returncode != 0:
+            raise TransportError(self._probe_error(done.returncode, done.stderr))
+        return [_member_path(p.decode("utf-8", errors="surrogateescape")) for p in done.stdout.split(b"\0") if p]
+
+
+_KEY_COPIES: dict[str, str] = {}
+
+
+def private_key_copy(key_file: str) -> str:
+    """A 0600 copy of `key_file` owned by this process, in a private temporary directory.
+
+    A Secret volume's files are 0444 (or 0440 with fsGroup) and owned by root:
+    a mover running as root owns a key others may read, which ssh refuses
+    ("UNPROTECTED PRIVATE KEY FILE"). The copy lives as long as the process
+    (the pod's /tmp is an emptyDir).
+    """
+    copy = _KEY_COPIES.get(key_file)
+    if copy is not None and os.path.exists(copy):
+        return copy
+    try:
+        data = Path(key_file).read_bytes()
+    except OSError:
+        return key_file  # let ssh report the missing or unreadable key in its own words
+    directory = tempfile.mkdtemp(prefix="nassync-key-")
+    atexit.register(shutil.rmtree, directory, True)
+    copy = os.path.join(directory, "id")
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    _KEY_COPIES[key_file] = copy
+    return copy
 
 
 def _member_path(name: str) -> str:

@@ -1,44 +1,45 @@
 """The gate step: may this run be pushed now, and if not, why?
 
-Three answers, kept apart on purpose: *blocked* (a hard finding without an
-active override: a human has to act), *wait* (the run changed within the quiet
-period: the instrument may still be writing; `quiet=False` and the seconds
-left) and *go*. Soft findings are reported and never block. The rules live in
-mover/rules.py, the overrides that lift them in mover/overrides.py.
+Four answers, kept apart on purpose: *blocked* (a hard finding without an
+active override: a person has to act), *wait* (the run changed within the
+quiet period, or its completion marker is not there yet: the instrument may
+still be writing), *go*, and a `Permission` failure when the mover's uid/gid
+could not do what the later steps need (mover/access.py) — decided here, in
+the first pod, instead of half way through a push. Soft findings are reported
+and never block. The rules live in mover/rules.py, the overrides that lift
+them in mover/overrides.py.
+
+With `identifyOwner` (the target runs movers as the run's owner, not known
+yet) the gate only reports who owns the run: it may not even be able to read
+it, and the next gate, running as that owner, judges it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from nassync.api.mover_io import Finding, GateOutcome, MoverParams, MoverResult
-from nassync.mover.creation import load_creation, set_sync_status
+from nassync.api import findings as rule
+from nassync.api.mover_io import ErrorKind, Finding, GateOutcome, Ids, MoverParams, MoverResult
+from nassync.mover import access, fsio
+from nassync.mover.creation import CreationNotWritable, load_creation, set_sync_status
 from nassync.mover.logs import MoverLog
-from nassync.mover.manifest import check_cache_dir_name
+from nassync.mover.outcome import fail
 from nassync.mover.overrides import active_creation_rules, active_spec_rules
-from nassync.mover.rules import (
-    CREATION_UNREADABLE,
-    MAX_FINDINGS,
-    NOT_OVERRIDABLE,
-    RUN_EMPTY,
-    RUN_MISSING,
-    RUN_OUTSIDE_SOURCE,
-    Hit,
-    display_path,
-    run_path_hits,
-    scan_run,
-)
-from nassync.mover.run import revocation_stamp, run_dir_of, strictly_inside
+from nassync.mover.rules import MAX_FINDINGS, Hit, display_path, mode_prefix_hits, run_path_hits, scan_run
+from nassync.mover.run import OpenRun, RunMissing, RunNotContained, open_run, revocation_stamp
+from nassync.transports.catalog import transport_for
+
+# How often a run waiting for its completion marker is looked at again.
+MARKER_POLL_SECONDS = 60
+_PROBLEMS_SHOWN = 3
 
 
 def _finding(hit: Hit, active_rules: set[str]) -> Finding:
-    overridden = hit.tier == "hard" and hit.rule in active_rules and hit.rule not in NOT_OVERRIDABLE
-    return Finding(
-        rule=hit.rule, tier=hit.tier, path=hit.path, message=hit.message, overridden=overridden
-    )
+    overridden = hit.tier == "hard" and hit.rule in active_rules and hit.rule not in rule.NOT_OVERRIDABLE
+    return Finding(rule=hit.rule, tier=hit.tier, path=hit.path, message=hit.message, overridden=overridden)
 
 
 def _outcome(hits: list[Hit], active_rules: set[str], **kwargs: Any) -> GateOutcome:
@@ -47,67 +48,123 @@ def _outcome(hits: list[Hit], active_rules: set[str], **kwargs: Any) -> GateOutc
     # Keep blocking findings first so the truncated list still says why.
     findings.sort(key=lambda f: (f.tier != "hard" or f.overridden, f.tier != "hard", f.path))
     kept = findings[:MAX_FINDINGS]
-    return GateOutcome(
-        findings=kept,
-        findingsTruncated=len(findings) - len(kept),
-        blocked=blocked,
-        **kwargs,
+    return GateOutcome(findings=kept, findingsTruncated=len(findings) - len(kept), blocked=blocked, **kwargs)
+
+
+def _creation(run: OpenRun) -> tuple[dict[str, Any], list[Hit]]:
+    try:
+        return load_creation(run.fd, cache_dir_name=run.params.cache_dir_name), []
+    except (ValueError, OSError) as exc:
+        message = f"overrides and run_kind in it are ignored: {exc}"
+        return {}, [Hit(rule.CREATION_UNREADABLE, "soft", run.params.cache_dir_name, message)]
+
+
+def _owner(run: OpenRun) -> Ids:
+    info = os.fstat(run.fd)
+    return Ids(uid=info.st_uid, gid=info.st_gid)
+
+
+def _check_access(run: OpenRun, owner: Ids) -> None:
+    who = access.Identity.current()
+    problems = access.check_run(run.fd, cache_dir_name=run.params.cache_dir_name,
+                                cleanup=run.params.cleanup_enabled, who=who)
+    if not problems:
+        return
+    shown = "; ".join(p.describe(who) for p in problems[:_PROBLEMS_SHOWN])
+    more = f" (and {len(problems) - _PROBLEMS_SHOWN} more)" if len(problems) > _PROBLEMS_SHOWN else ""
+    raise fail(
+        ErrorKind.PERMISSION,
+        f"the mover (uid:gid {who}) cannot use this run, which belongs to uid:gid {owner.uid}:{owner.gid}: "
+        f"{shown}{more}. Nothing was pushed. Run the movers as a user who may (SyncTarget "
+        f"spec.mover.securityContext.runAsUser/runAsGroup, e.g. {owner.uid}:{owner.gid}, or "
+        "spec.mover.runAsRunOwner), or give that user access to the files; then annotate "
+        "nassync.dev/retry=<new value>",
     )
 
 
-def _creation_overrides(
-    run_dir: Path, cache_dir_name: str, now: datetime
-) -> tuple[set[str], list[Hit]]:
+def _marker_wait(run: OpenRun) -> str | None:
+    """What the run still waits for, when the target names completion markers."""
+    marker = run.params.completion_marker
+    if marker is None:
+        return None
+    present = [name for name in marker.names if _is_file(run.fd, name)]
+    if marker.match == "All" and len(present) < len(marker.names):
+        missing = [n for n in marker.names if n not in present]
+        return f"completion marker(s) {', '.join(missing)} not written yet"
+    if marker.match == "Any" and not present:
+        return f"a completion marker ({' or '.join(marker.names)}) not written yet"
+    return None
+
+
+def _is_file(run_fd: int, relpath: str) -> bool:
     try:
-        creation = load_creation(run_dir, cache_dir_name=cache_dir_name)
-    except (ValueError, OSError) as exc:
-        hit = Hit(CREATION_UNREADABLE, "soft", cache_dir_name, f"overrides ignored: {exc}")
-        return set(), [hit]
-    return active_creation_rules(creation, now=now), []
+        return fsio.lstat_at(run_fd, relpath).st_mode & 0o170000 == 0o100000
+    except OSError:
+        return False
 
 
 def run_gate(params: MoverParams, *, now: datetime) -> GateOutcome:
-    """Check the run named by params; `now` must be timezone-aware."""
+    """Check the run named by params; `now` must be timezone-aware. Raises StepFailed for Permission."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    check_cache_dir_name(params.cache_dir_name)
-    run_dir = run_dir_of(params)
     shown = display_path(params.run_path)
-    if not run_dir.is_dir():
-        return _outcome([Hit(RUN_MISSING, "hard", shown, "run directory does not exist")], set())
-    if not strictly_inside(run_dir, Path(params.source_root)):
-        message = "run directory resolves outside the source volume (symlink?)"
-        return _outcome([Hit(RUN_OUTSIDE_SOURCE, "hard", shown, message)], set())
+    try:
+        with open_run(params) as run:
+            return _judge(run, now=now)
+    except RunMissing:
+        return _outcome([Hit(rule.RUN_MISSING, "hard", shown, "run directory does not exist")], set())
+    except (RunNotContained, ValueError) as exc:
+        message = str(exc.strerror) if isinstance(exc, OSError) else f"not a run below the source root: {exc}"
+        return _outcome([Hit(rule.RUN_OUTSIDE_SOURCE, "hard", shown, message)], set())
 
-    scan = scan_run(run_dir, cache_dir_name=params.cache_dir_name, now=now)
-    creation_rules, creation_hits = _creation_overrides(run_dir, params.cache_dir_name, now)
-    hits = run_path_hits(params.run_path) + scan.hits + creation_hits
+
+def _judge(run: OpenRun, *, now: datetime) -> GateOutcome:
+    params = run.params
+    owner = _owner(run)
+    me = Ids(uid=os.geteuid(), gid=os.getegid())
+    if params.identify_owner:
+        return GateOutcome(ownerOnly=True, runOwner=owner, checkedAs=me, quiet=False)
+    try:
+        cache_fd = run.cache_fd()
+    except fsio.NotARealDirectory as exc:
+        hit = Hit(rule.CACHE_DIR_NOT_DIRECTORY, "hard", params.cache_dir_name, str(exc.strerror))
+        return _outcome([hit], set(), runOwner=owner, checkedAs=me)
+    if cache_fd is not None:
+        os.close(cache_fd)
+    _check_access(run, owner)
+    transport = transport_for(params.destination)
+    scan = scan_run(run.fd, cache_dir_name=params.cache_dir_name, now=now, name_problem=transport.name_problem)
+    creation, creation_hits = _creation(run)
+    hits = run_path_hits(params.run_path) + mode_prefix_hits(params.run_path, creation) + scan.hits + creation_hits
     if scan.regular_files == 0:
-        hits.append(Hit(RUN_EMPTY, "hard", shown, "run directory holds no regular files"))
-    active = active_spec_rules(params.overrides, now=now) | creation_rules
+        hits.append(Hit(rule.RUN_EMPTY, "hard", display_path(params.run_path), "run directory holds no regular files"))
+    active = active_spec_rules(params.overrides, now=now) | active_creation_rules(creation, now=now)
 
     age = now.timestamp() - scan.newest_mtime
     remaining = max(0, math.ceil(params.quiet_period_seconds - max(age, 0.0)))
-    return _outcome(hits, active, quiet=remaining == 0, quietRemainingSeconds=remaining)
+    waiting = _marker_wait(run)
+    if waiting is not None:
+        remaining = max(remaining, MARKER_POLL_SECONDS)
+    return _outcome(hits, active, quiet=remaining == 0, quietRemainingSeconds=remaining, waitingFor=waiting,
+                    runOwner=owner, checkedAs=me)
 
 
 def gate(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
     outcome = run_gate(params, now=now)
-    run_dir = run_dir_of(params)
-    # A run that resolves outside the source volume is never read or written
-    # beyond the gate's own checks: not even its creation.json.
-    contained = run_dir.is_dir() and not any(f.rule == RUN_OUTSIDE_SOURCE for f in outcome.findings)
-    revoked = revocation_stamp(run_dir, params) if contained else None
-    if outcome.blocked and contained:
-        try:
-            set_sync_status(run_dir, cache_dir_name=params.cache_dir_name, status="blocked_by_validation")
-        except (OSError, ValueError) as e:
-            # The verdict stands whether or not the lab app's file could be updated.
-            log.warning("could not record blocked_by_validation in creation.json", error=str(e))
-    log.info(
-        "gate checked",
-        blocked=outcome.blocked,
-        quiet=outcome.quiet,
-        findings=len(outcome.findings),
-    )
+    revoked = None
+    if not outcome.owner_only and not any(f.rule in (rule.RUN_MISSING, rule.RUN_OUTSIDE_SOURCE)
+                                          for f in outcome.findings):
+        with open_run(params) as run:
+            try:
+                revoked = revocation_stamp(run)
+            except (OSError, ValueError) as e:
+                log.warning("could not read override revocations from creation.json", error=str(e))
+            if outcome.blocked:
+                try:
+                    set_sync_status(run.fd, cache_dir_name=params.cache_dir_name, status="blocked_by_validation")
+                except (CreationNotWritable, OSError, ValueError) as e:
+                    # The verdict stands whether or not the lab app's file could be updated.
+                    log.warning("could not record blocked_by_validation in creation.json", error=str(e))
+    log.info("gate checked", blocked=outcome.blocked, quiet=outcome.quiet, findings=len(outcome.findings),
+             ownerOnly=outcome.owner_only)
     return MoverResult(step="gate", ok=True, gate=outcome, lastRevocationAt=revoked)

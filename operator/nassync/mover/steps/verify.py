@@ -11,25 +11,30 @@ Three checks, cheapest meaningful first:
    differing file is a HashMismatch naming the files. Files only on the NAS
    (our cache dir, older leftovers) are not failures: push never deletes.
 
-`remote_check` is shared with the cleanup step (steps/cleanup.py), whose last act before deleting
-is this same comparison.
+Once verified, the run's creation.json says `synced` (when it has one: the
+lab app's file, rewritten keeping its owner and mode) and its copy on the NAS
+is replaced, so that the NAS copy says it too. `remote_check` is shared with
+the cleanup step (steps/cleanup.py), whose last act before deleting is this
+same comparison.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime
-from pathlib import Path
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from nassync.api.mover_io import ErrorKind, MoverParams, MoverResult, VerifySummary
-from nassync.mover.creation import set_sync_status
+from nassync.mover import fsio
+from nassync.mover.creation import CREATION_NAME, CreationNotWritable, set_sync_status
 from nassync.mover.logs import MoverLog
-from nassync.mover.manifest import build_manifest, compare
+from nassync.mover.manifest import FileChanged, build_manifest, compare
 from nassync.mover.outcome import StepFailed, examples, fail
 from nassync.mover.progress import ProgressReporter
-from nassync.mover.run import existing_run_dir, load_manifest, revocation_stamp
-from nassync.transports.base import TransferProgress, TransportError, resolve_method
+from nassync.mover.rules import display_path
+from nassync.mover.run import OpenRun, existing_run, load_manifest, revocation_stamp
+from nassync.transports.base import PushOptions, TransferProgress, TransportError, resolve_method, run_probe
 from nassync.transports.catalog import transport_for
 
 _EXAMPLES = 5
@@ -57,14 +62,14 @@ class VerifyProgress:
         self.reporter.finish()
 
 
-def local_changes(run_dir: Path, params: MoverParams, manifest: Mapping[str, str],
+def local_changes(run_fd: int, params: MoverParams, manifest: Mapping[str, str],
                   progress: VerifyProgress | None = None) -> tuple[list[str], int]:
     """Relpaths that differ between the run on disk and the manifest, and the local bytes."""
     try:
-        local = build_manifest(run_dir, cache_dir_name=params.cache_dir_name,
+        local = build_manifest(run_fd, cache_dir_name=params.cache_dir_name,
                                on_progress=progress.local if progress else None)
-    except FileNotFoundError as exc:
-        return [str(exc.filename or "?")], 0
+    except (FileNotFoundError, FileChanged) as exc:
+        return [str(exc.filename or exc)], 0
     result = compare(manifest, local.digests())
     return [*result.missing, *result.differing, *result.extra], local.bytes
 
@@ -86,7 +91,7 @@ def remote_check(params: MoverParams, manifest: Mapping[str, str], log: MoverLog
         localChanged=False,
         missing=len(result.missing),
         differing=len(result.differing),
-        examples=examples([*result.differing, *result.missing], limit=_EXAMPLES),
+        examples=[display_path(p) for p in examples([*result.differing, *result.missing], limit=_EXAMPLES)],
         method=method,
     )
     if not result.ok:
@@ -105,23 +110,54 @@ def remote_check(params: MoverParams, manifest: Mapping[str, str], log: MoverLog
     return summary
 
 
-def verify(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
-    run_dir = existing_run_dir(params)
-    revoked = revocation_stamp(run_dir, params)
+def publish_creation(run: OpenRun, log: MoverLog) -> None:
+    """Copy the run's creation.json to the NAS again, so that the NAS copy says what the run says."""
+    relpath = f"{run.params.cache_dir_name}/{CREATION_NAME}"
     try:
-        manifest, summary = load_manifest(run_dir, params)
+        fsio.lstat_at(run.fd, relpath)
+    except OSError:
+        return  # a run without creation.json (or one we may not see) has nothing to publish
+    transport = transport_for(run.params.destination)
+    command = transport.push_command(source=run.source_path, run_path=run.params.run_path,
+                                     bandwidth=run.params.bandwidth, now=datetime.now(UTC),
+                                     options=PushOptions(compare_content=True, only=(relpath,)))
+    try:
+        done = run_probe(replace(command, pass_fds=(run.fd,)), timeout=600)
+    except TransportError as exc:
+        log.warning("could not copy creation.json to the NAS", detail=exc.info.message)
+        return
+    if done.returncode != 0:
+        info = transport.classify(returncode=done.returncode, messages=done.stderr.splitlines())
+        log.warning("could not copy creation.json to the NAS", detail=info.message)
+
+
+def verify(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
+    with existing_run(params) as run:
+        return _verify(run, log=log)
+
+
+def _verify(run: OpenRun, *, log: MoverLog) -> MoverResult:
+    params = run.params
+    try:
+        revoked = revocation_stamp(run)
+    except (OSError, ValueError) as exc:
+        log.warning("could not read override revocations from creation.json", error=str(exc))
+        revoked = None
+    try:
+        manifest, summary = load_manifest(run)
     except StepFailed as exc:
         exc.partial.setdefault("last_revocation_at", revoked)
         raise
     progress = VerifyProgress()
-    changed, local_bytes = local_changes(run_dir, params, manifest, progress)
+    changed, local_bytes = local_changes(run.fd, params, manifest, progress)
     if changed:
         log.warning("local run changed since the push", files=len(changed), examples=changed[:5])
         return MoverResult(
             step="verify",
             ok=True,
             manifest=summary,
-            verify=VerifySummary(localChanged=True, examples=examples(changed, limit=_EXAMPLES)),
+            verify=VerifySummary(localChanged=True,
+                                 examples=[display_path(p) for p in examples(changed, limit=_EXAMPLES)]),
             lastRevocationAt=revoked,
         )
     summary = summary.model_copy(update={"bytes": local_bytes})
@@ -131,6 +167,10 @@ def verify(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
         exc.partial.update(manifest=summary, last_revocation_at=revoked)
         raise
     progress.remote_done()
-    set_sync_status(run_dir, cache_dir_name=params.cache_dir_name, status="synced")
+    try:
+        if set_sync_status(run.fd, cache_dir_name=params.cache_dir_name, status="synced") is not None:
+            publish_creation(run, log)
+    except (CreationNotWritable, OSError, ValueError) as exc:
+        log.warning("could not record synced in creation.json", error=str(exc))
     log.info("verified", files=len(manifest), method=checked.method)
     return MoverResult(step="verify", ok=True, manifest=summary, verify=checked, lastRevocationAt=revoked)
