@@ -58,7 +58,7 @@ class JobCase:
     old: dict[str, Any] | None = None
     target: dict[str, Any] | None = field(default_factory=lambda: TARGET)
     secret: bool | None = True
-    same_path: list[str] = field(default_factory=list)
+    others: dict[str, str] = field(default_factory=dict)  # other SyncJobs of the target: name -> runPath
 
 
 GOOD_OVERRIDE = {"rule": "hidden_file", "reason": "approved by PI on 2026-11-28"}
@@ -86,9 +86,39 @@ JOB_CASES = [
         "same run owned by another job",
         JOB,
         {"spec.runPath": 'SyncJob "run-0" already pushes "PROJ-0001/Runs/Run_1"'},
-        same_path=["run-0", "run-1"],
+        others={"run-0": "PROJ-0001/Runs/Run_1", "run-1": "PROJ-0001/Runs/Run_1"},
     ),
-    JobCase("own name in same-path list is fine", JOB, {}, same_path=["run-1"]),
+    JobCase("own name in the target's list is fine", JOB, {}, others={"run-1": "PROJ-0001/Runs/Run_1"}),
+    JobCase(
+        "a run inside another job's run",
+        JOB,
+        {"spec.runPath": 'SyncJob "parent"\'s "PROJ-0001/Runs" on SyncTarget "microscope-01" overlap: the run of '
+                         '"parent" contains the run of "run-1"'},
+        others={"parent": "PROJ-0001/Runs"},
+    ),
+    JobCase(
+        "a run around another job's run",
+        JOB,
+        {"spec.runPath": 'the run of "run-1" contains the run of "child"'},
+        others={"child": "PROJ-0001/Runs/Run_1/sub"},
+    ),
+    JobCase("siblings and prefixes of names do not overlap", JOB, {},
+            others={"sib": "PROJ-0001/Runs/Run_10", "other": "PROJ-0002/Runs/Run_1", "x": "PROJ-0001/Run"}),
+    JobCase(
+        "a run path naming another run's cache dir",
+        _with(JOB, runPath="PROJ-0001/Runs/Run_1/.exlab-wizard"),
+        {"spec.runPath": 'names the cache directory ".exlab-wizard"'},
+    ),
+    JobCase(
+        "invisible Unicode in the run path",
+        _with(JOB, runPath="PROJ-0001/Runs/Run\u202e1"),
+        {"spec.runPath": "invisible Unicode characters"},
+    ),
+    JobCase(
+        "suspend that is not a boolean",
+        _with(JOB, suspend="yes"),
+        {"spec.suspend": "valid boolean"},
+    ),
     JobCase(
         "unknown override rule",
         _with(JOB, overrides=[{"rule": "hiden_file", "reason": "approved by PI, ticket 42"}]),
@@ -149,7 +179,7 @@ JOB_CASES = [
         old=JOB,
         target=None,
         secret=False,
-        same_path=["run-0"],
+        others={"run-0": "PROJ-0001/Runs/Run_1"},
     ),
     JobCase(
         "update keeps already admitted overrides",
@@ -185,14 +215,14 @@ def test_validate_syncjob(case: JobCase) -> None:
         old=case.old,
         target=case.target,
         target_secret_exists=case.secret,
-        same_path_jobs=case.same_path,
+        target_jobs=case.others,
     )
     _assert_errors(errors, case.expect)
 
 
 def test_each_run_path_problem_is_its_own_error() -> None:
     errors = validate_syncjob(
-        _with(JOB, runPath="/a/../b"), old=None, target=TARGET, target_secret_exists=True, same_path_jobs=[]
+        _with(JOB, runPath="/a/../b"), old=None, target=TARGET, target_secret_exists=True, target_jobs={}
     )
     assert [str(e) for e in errors] == [
         "spec.runPath: must be relative to the target's source root (no leading '/')",
@@ -203,11 +233,18 @@ def test_each_run_path_problem_is_its_own_error() -> None:
 def test_every_overridable_rule_is_accepted() -> None:
     overrides = [{"rule": r, "reason": "approved by the PI"} for r in OVERRIDABLE_GATE_RULES]
     assert OVERRIDABLE_GATE_RULES == (
+        # The lab app's rule ids ...
+        "unresolved_placeholder_token",
+        "leftover_jinja_marker",
         "illegal_filesystem_character",
         "reserved_filesystem_name",
-        "unresolved_placeholder_token",
-        "symlink_escapes_run",
+        "mode_prefix_mismatch",
+        # ... and nassync's own hard rules a person may acknowledge ...
+        "control_character",
+        "non_utf8_name",
         "path_too_long",
+        "symlink_escapes_run",
+        # ... and a soft one older SyncJobs may still name.
         "hidden_file",
     )
     errors = validate_syncjob(
@@ -215,7 +252,7 @@ def test_every_overridable_rule_is_accepted() -> None:
         old=None,
         target=TARGET,
         target_secret_exists=True,
-        same_path_jobs=[],
+        target_jobs={},
     )
     assert errors == []
 
@@ -225,7 +262,7 @@ def test_rsync_target_secret_is_named() -> None:
         TARGET,
         destination={"rsync": {"host": "nas", "user": "sync", "path": "/v", "sshSecretRef": {"name": "nas-ssh"}}},
     )
-    errors = validate_syncjob(JOB, old=None, target=target, target_secret_exists=False, same_path_jobs=[])
+    errors = validate_syncjob(JOB, old=None, target=target, target_secret_exists=False, target_jobs={})
     assert [e.field for e in errors] == ["spec.targetRef.name"]
     assert 'Secret "nas-ssh"' in errors[0].message
 
@@ -236,7 +273,7 @@ def test_missing_spec() -> None:
         old=None,
         target=None,
         target_secret_exists=None,
-        same_path_jobs=[],
+        target_jobs={},
     )
     assert errors and errors[0].field == "spec"
 
@@ -301,6 +338,34 @@ TARGET_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         {"spec.destination": "exactly one of spec.destination.rclone or spec.destination.rsync"},
     ),
     ("bad duration", _with(TARGET, gate={"quietPeriod": "ten minutes"}), {"spec.gate.quietPeriod": "'10m'"}),
+    (
+        "rclone remote read as an option",
+        _with(TARGET, destination={"rclone": {"remote": "-vv", "path": "/p", "configSecretRef": {"name": "s"}}}),
+        {"spec.destination.rclone.remote": "pattern"},
+    ),
+    (
+        "resources that are not quantities",
+        _with(TARGET, mover={"resources": {"requests": {"memory": "lots"}, "limits": {"cpu": "1 core"}}}),
+        {"spec.mover.resources.requests.memory": "not a Kubernetes quantity",
+         "spec.mover.resources.limits.cpu": "not a Kubernetes quantity"},
+    ),
+    ("quantities", _with(TARGET, mover={"resources": {"requests": {"memory": "256Mi", "cpu": 1},
+                                                      "limits": {"cpu": "500m"}}}), {}),
+    (
+        "run as the run owner, and as a fixed uid",
+        _with(TARGET, mover={"runAsRunOwner": {"minUID": 1000}, "securityContext": {"runAsUser": 1000}}),
+        {"spec.mover": "exclude each other"},
+    ),
+    (
+        "run owner range that admits root",
+        _with(TARGET, mover={"runAsRunOwner": {"minUID": 0}}),
+        {"spec.mover.runAsRunOwner.minUID": "greater than or equal to 1"},
+    ),
+    (
+        "completion marker leaving the run",
+        _with(TARGET, gate={"completionMarker": {"names": ["../done.txt"]}}),
+        {"spec.gate.completionMarker.names[0]": "'.' or '..' segments"},
+    ),
 ]
 
 

@@ -440,7 +440,7 @@ class Mover(ApiModel):
     def _one_identity(self) -> Mover:
         fixed_uid = self.security_context is not None and self.security_context.run_as_user is not None
         if self.run_as_run_owner is not None and fixed_uid:
-            raise ValueError("spec.mover.runAsRunOwner and spec.mover.securityContext.runAsUser exclude each other")
+            raise ValueError("runAsRunOwner and securityContext.runAsUser exclude each other; set one")
         return self
 
 

@@ -24,21 +24,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from nassync.api import findings
 from nassync.api.common import dig, plain
 from nassync.api.syncjob import SyncJobSpec, check_run_path
 from nassync.api.target import SyncTargetSpec
 
-# Gate rules a user may acknowledge in spec.overrides. Kept here (not in the
-# mover's gate module) because it is part of the API: the webhook must refuse
-# a rule name the gate would never match.
-OVERRIDABLE_GATE_RULES: tuple[str, ...] = (
-    "illegal_filesystem_character",
-    "reserved_filesystem_name",
-    "unresolved_placeholder_token",
-    "symlink_escapes_run",
-    "path_too_long",
-    "hidden_file",
-)
+# Gate rules a user may acknowledge in spec.overrides (api/findings.py): the
+# webhook refuses a rule name the gate would never match.
+OVERRIDABLE_GATE_RULES: tuple[str, ...] = (*findings.OVERRIDABLE, *findings.RETIRED)
 MIN_OVERRIDE_REASON_LENGTH = 10
 
 
@@ -99,7 +92,7 @@ def validate_syncjob(
     old: Mapping[str, Any] | None,
     target: Mapping[str, Any] | None,
     target_secret_exists: bool | None,
-    same_path_jobs: list[str],
+    target_jobs: Mapping[str, str],
 ) -> list[FieldError]:
     """All admission problems of a SyncJob create (`old is None`) or update.
 
@@ -107,8 +100,9 @@ def validate_syncjob(
       namespace, or None when it does not exist.
     - `target_secret_exists`: whether that target's destination Secret exists;
       None when unknown (not looked up), which skips the check.
-    - `same_path_jobs`: names of SyncJobs in the namespace with the same
-      targetRef.name and runPath (the job's own name is ignored if present).
+    - `target_jobs`: name -> runPath of the other SyncJobs of the same target
+      in the namespace (the job's own name is ignored if present); no runPath
+      may equal, contain or lie inside another's.
 
     Cluster lookups are only enforced on create: an update must stay possible
     (e.g. set `suspend`) even after an admin deleted the target.
@@ -162,17 +156,48 @@ def validate_syncjob(
                     f'in namespace "{namespace}"; ask an admin to create it',
                 )
             )
-        others = sorted({other for other in same_path_jobs if other != name})
-        if others:
-            errors.append(
-                _error(
+        if isinstance(run_path, str):
+            errors.extend(_overlaps(name, run_path, str(target_name), target_jobs))
+            cache = dig(target, "spec", "source", "cacheDirName") if target is not None else None
+            if isinstance(run_path, str) and (cache or ".exlab-wizard") in run_path.split("/"):
+                errors.append(_error(
                     "spec.runPath",
-                    f'SyncJob "{others[0]}" already pushes "{run_path}" to SyncTarget '
-                    f'"{target_name}"; two SyncJobs must not write one remote run directory, '
-                    "so use that SyncJob (annotate nassync.dev/retry to re-run it) or delete it first",
-                )
-            )
+                    f'names the cache directory "{cache or ".exlab-wizard"}" of the run above it; a cache '
+                    "directory is never a run of its own, push the run that holds it",
+                ))
     return _merge(structural, errors)
+
+
+def _parts(run_path: str) -> tuple[str, ...]:
+    return tuple(p for p in run_path.split("/") if p and p != ".")
+
+
+def _overlaps(name: str, run_path: str, target_name: str, target_jobs: Mapping[str, str]) -> list[FieldError]:
+    """One error per other SyncJob whose runPath equals, contains or lies inside this one."""
+    mine = _parts(run_path)
+    errors: list[FieldError] = []
+    for other, other_path in sorted(target_jobs.items()):
+        theirs = _parts(other_path)
+        if other == name or not theirs:
+            continue
+        shorter = min(len(mine), len(theirs))
+        if mine[:shorter] != theirs[:shorter]:
+            continue
+        if mine == theirs:
+            errors.append(_error(
+                "spec.runPath",
+                f'SyncJob "{other}" already pushes "{run_path}" to SyncTarget "{target_name}"; two SyncJobs '
+                "must not write one remote run directory, so use that SyncJob (annotate nassync.dev/retry to "
+                "re-run it) or delete it first"))
+        else:
+            outer, inner = (other, name) if len(theirs) < len(mine) else (name, other)
+            errors.append(_error(
+                "spec.runPath",
+                f'"{run_path}" and SyncJob "{other}"\'s "{other_path}" on SyncTarget "{target_name}" overlap: '
+                f'the run of "{outer}" contains the run of "{inner}". Runs of one target never contain each '
+                "other (the outer run's push would overwrite the inner run's NAS copy and its cleanup would "
+                "delete it); push each run on its own"))
+    return errors
 
 
 def target_secret_name(target: Mapping[str, Any]) -> str:

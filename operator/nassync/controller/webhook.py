@@ -1,8 +1,9 @@
 """The validating admission webhook: what the CRD's CEL rules cannot know.
 
 CEL sees one object; these checks need the cluster: the referenced SyncTarget
-exists in the namespace, its Secret exists, no other SyncJob already owns the
-same target and run path (two owners would write into one NAS directory).
+exists in the namespace, its Secret exists, no other SyncJob of the target has
+a runPath equal to, above or below this one (two owners would write into one
+NAS directory, or one run's copy over another's).
 Imported only when the operator runs with a webhook server, because kopf
 refuses to start with admission handlers and no server.
 """
@@ -40,14 +41,14 @@ def validate_syncjob(body: kopf.Body, **kwargs: Any) -> None:
         secret = validation.target_secret_name(target)
         secret_exists = bool(secret) and kube.secret_keys(namespace, secret) is not None
     name = body.get("metadata", {}).get("name") or ""
-    same_path = [
-        other["metadata"]["name"] for other in kube.list_syncjobs(namespace)
+    target_jobs = {
+        other["metadata"]["name"]: str((other.get("spec") or {}).get("runPath") or "")
+        for other in kube.list_syncjobs(namespace)
         if other["metadata"]["name"] != name
         and (other.get("spec") or {}).get("targetRef", {}).get("name") == target_name
-        and (other.get("spec") or {}).get("runPath") == spec.get("runPath")
-    ]
+    }
     errors = validation.validate_syncjob(
         dict(body), old=dict(old) if old else None, target=target,
-        target_secret_exists=secret_exists, same_path_jobs=same_path)
+        target_secret_exists=secret_exists, target_jobs=target_jobs)
     if errors:
         raise kopf.AdmissionError("; ".join(f"{e.field}: {e.message}" for e in errors), code=422)
