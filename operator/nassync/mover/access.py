@@ -122,9 +122,10 @@ class _Check:
 
     def cache_dir(self, run_fd: int, info: os.stat_result) -> None:
         name = self.cache_dir_name
-        if not self.need(name, info, _R | _W | _X, "write files in"):
-            return
-        with fsio.opened(os.open(name, fsio.DIR_FLAGS, dir_fd=run_fd)) as cache_fd:
+        self.need(name, info, _R | _W | _X, "write files in")
+        if not self.who.may(info, _X):
+            return  # nothing in it can be reached
+        with fsio.opened(os.open(name, fsio.DIR_FLAGS | os.O_PATH, dir_fd=run_fd)) as cache_fd:
             lock = _stat(cache_fd, CREATION_NAME + LOCK_SUFFIX)
             if lock is not None:
                 self.need(f"{name}/{CREATION_NAME}{LOCK_SUFFIX}", lock, _R, "lock")

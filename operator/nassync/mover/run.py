@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,14 @@ class RunMissing(FileNotFoundError):
 
 class RunNotContained(OSError):
     """The runPath is not a plain path below the source root, or goes through a symlink."""
+
+
+class RunNotAccessible(PermissionError):
+    """The run directory exists but this mover may not open it; `owner` is its lstat from the parent."""
+
+    def __init__(self, message: str, *, owner: os.stat_result) -> None:
+        super().__init__(errno.EACCES, message)
+        self.owner = owner
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,7 @@ def open_run(params: MoverParams) -> Iterator[OpenRun]:
         try:
             parent_fd = fsio.open_dir(source_fd, parent)
             try:
-                fd = os.open(name, fsio.DIR_FLAGS, dir_fd=parent_fd)
+                fd = _open_run_dir(parent_fd, name, params)
             except BaseException:
                 os.close(parent_fd)
                 raise
@@ -108,6 +117,30 @@ def open_run(params: MoverParams) -> Iterator[OpenRun]:
         yield OpenRun(params=params, fd=fd, parent_fd=parent_fd, name=name)
 
 
+def _open_run_dir(parent_fd: int, name: str, params: MoverParams) -> int:
+    try:
+        return os.open(name, fsio.DIR_FLAGS, dir_fd=parent_fd)
+    except PermissionError as exc:
+        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        raise RunNotAccessible(f"the mover may not open run directory {params.run_path}", owner=info) from exc
+
+
+def run_owner(params: MoverParams) -> os.stat_result:
+    """lstat of the run directory from its parent: who owns it, even when we may not open it."""
+    check_params(params)
+    parent, name = fsio.split(params.run_path)
+    with fsio.opened(os.open(params.source_root, fsio.DIR_FLAGS & ~os.O_NOFOLLOW)) as source_fd:
+        try:
+            with fsio.opened(fsio.open_dir(source_fd, parent)) as parent_fd:
+                return os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError as exc:
+            raise RunMissing(errno.ENOENT, f"run directory {params.run_path} does not exist") from exc
+        except OSError as exc:
+            if exc.errno in fsio.LINK_ERRNOS:
+                raise RunNotContained(exc.errno, f"run path {params.run_path} goes through a symlink") from exc
+            raise
+
+
 @contextmanager
 def existing_run(params: MoverParams) -> Iterator[OpenRun]:
     """`open_run` for the steps after the gate: a missing run is LocalVanished, an unreachable one Config."""
@@ -116,6 +149,11 @@ def existing_run(params: MoverParams) -> Iterator[OpenRun]:
             yield run
     except RunMissing as exc:
         raise fail(ErrorKind.LOCAL_VANISHED, str(exc.strerror)) from exc
+    except RunNotAccessible as exc:
+        owner = exc.owner
+        raise fail(ErrorKind.PERMISSION, f"{exc.strerror} (owner {owner.st_uid}:{owner.st_gid}, mode "
+                                         f"{stat.filemode(owner.st_mode)}) as uid:gid {os.geteuid()}:{os.getegid()}"
+                                         "; nothing was read or written") from exc
     except (RunNotContained, ValueError) as exc:
         raise fail(ErrorKind.CONFIG, f"{exc}; nothing was read or written") from exc
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from nassync.api import findings as rule
 from nassync.api.mover_io import ErrorKind, Finding, GateOutcome, Ids, MoverParams, MoverResult
@@ -29,7 +30,15 @@ from nassync.mover.logs import MoverLog
 from nassync.mover.outcome import fail
 from nassync.mover.overrides import active_creation_rules, active_spec_rules
 from nassync.mover.rules import MAX_FINDINGS, Hit, display_path, mode_prefix_hits, run_path_hits, scan_run
-from nassync.mover.run import OpenRun, RunMissing, RunNotContained, open_run, revocation_stamp
+from nassync.mover.run import (
+    OpenRun,
+    RunMissing,
+    RunNotAccessible,
+    RunNotContained,
+    open_run,
+    revocation_stamp,
+    run_owner,
+)
 from nassync.transports.catalog import transport_for
 
 # How often a run waiting for its completion marker is looked at again.
@@ -64,22 +73,32 @@ def _owner(run: OpenRun) -> Ids:
     return Ids(uid=info.st_uid, gid=info.st_gid)
 
 
-def _check_access(run: OpenRun, owner: Ids) -> None:
+def _check_access(run: OpenRun) -> None:
     who = access.Identity.current()
     problems = access.check_run(run.fd, cache_dir_name=run.params.cache_dir_name,
                                 cleanup=run.params.cleanup_enabled, who=who)
-    if not problems:
-        return
-    shown = "; ".join(p.describe(who) for p in problems[:_PROBLEMS_SHOWN])
+    if problems:
+        _permission_failure(os.fstat(run.fd), [p.describe(who) for p in problems])
+
+
+def _permission_failure(owner: os.stat_result, problems: list[str]) -> NoReturn:
+    who = access.Identity.current()
+    shown = "; ".join(problems[:_PROBLEMS_SHOWN])
     more = f" (and {len(problems) - _PROBLEMS_SHOWN} more)" if len(problems) > _PROBLEMS_SHOWN else ""
+    uid, gid = owner.st_uid, owner.st_gid
     raise fail(
         ErrorKind.PERMISSION,
-        f"the mover (uid:gid {who}) cannot use this run, which belongs to uid:gid {owner.uid}:{owner.gid}: "
+        f"the mover (uid:gid {who}) cannot use this run, which belongs to uid:gid {uid}:{gid}: "
         f"{shown}{more}. Nothing was pushed. Run the movers as a user who may (SyncTarget "
-        f"spec.mover.securityContext.runAsUser/runAsGroup, e.g. {owner.uid}:{owner.gid}, or "
+        f"spec.mover.securityContext.runAsUser/runAsGroup, e.g. {uid}:{gid}, or "
         "spec.mover.runAsRunOwner), or give that user access to the files; then annotate "
         "nassync.dev/retry=<new value>",
     )
+
+
+def _owner_only(info: os.stat_result) -> GateOutcome:
+    me = Ids(uid=os.geteuid(), gid=os.getegid())
+    return GateOutcome(ownerOnly=True, runOwner=Ids(uid=info.st_uid, gid=info.st_gid), checkedAs=me, quiet=False)
 
 
 def _marker_wait(run: OpenRun) -> str | None:
@@ -109,8 +128,14 @@ def run_gate(params: MoverParams, *, now: datetime) -> GateOutcome:
         raise ValueError("now must be timezone-aware")
     shown = display_path(params.run_path)
     try:
+        if params.identify_owner:
+            return _owner_only(run_owner(params))
         with open_run(params) as run:
             return _judge(run, now=now)
+    except RunNotAccessible as exc:
+        _permission_failure(exc.owner, [f"cannot list and enter '.' (owner {exc.owner.st_uid}:{exc.owner.st_gid}, "
+                                        f"mode {stat.filemode(exc.owner.st_mode)})"])
+        raise  # unreachable: _permission_failure raises
     except RunMissing:
         return _outcome([Hit(rule.RUN_MISSING, "hard", shown, "run directory does not exist")], set())
     except (RunNotContained, ValueError) as exc:
@@ -122,8 +147,6 @@ def _judge(run: OpenRun, *, now: datetime) -> GateOutcome:
     params = run.params
     owner = _owner(run)
     me = Ids(uid=os.geteuid(), gid=os.getegid())
-    if params.identify_owner:
-        return GateOutcome(ownerOnly=True, runOwner=owner, checkedAs=me, quiet=False)
     try:
         cache_fd = run.cache_fd()
     except fsio.NotARealDirectory as exc:
@@ -131,7 +154,7 @@ def _judge(run: OpenRun, *, now: datetime) -> GateOutcome:
         return _outcome([hit], set(), runOwner=owner, checkedAs=me)
     if cache_fd is not None:
         os.close(cache_fd)
-    _check_access(run, owner)
+    _check_access(run)
     transport = transport_for(params.destination)
     scan = scan_run(run.fd, cache_dir_name=params.cache_dir_name, now=now, name_problem=transport.name_problem)
     creation, creation_hits = _creation(run)
