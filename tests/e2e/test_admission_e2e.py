@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from nassync_dev.cluster import free_port
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, target_body, write_run
 from nassync_dev.testing import Kubectl, KubectlError, eventually
 
 pytestmark = [pytest.mark.cluster]
@@ -37,6 +38,10 @@ def _rejected(ns: Kubectl, manifest: str) -> str:
     ("PROJ//Run_1", "empty"),
     ("PROJ/./Run_1", "."),
     ("PROJ/Run\x07bell", "control"),
+    ("PROJ/Run_\u202e1", "invisible Unicode"),  # right-to-left override: the name reads as another
+    ("PROJ/Run_\u200b1", "invisible Unicode"),  # zero-width space
+    ("PROJ/Run_\u00851", "invisible Unicode"),  # NEXT LINE, a C1 control
+    ("PROJ/Run_\u20281", "invisible Unicode"),  # LINE SEPARATOR
 ])
 def test_cel_rejects_unsafe_run_paths(crds: Kubectl, ns: Kubectl, run_path: str, message: str) -> None:
     stderr = _rejected(ns, syncjob("bad", "scope", run_path))
@@ -51,6 +56,36 @@ def test_cel_keeps_target_and_run_path_immutable(crds: Kubectl, ns: Kubectl) -> 
     stderr = _rejected(ns, syncjob("keep", "other", "PROJ/Runs/Run_1"))
     assert "targetRef" in stderr and "immutable" in stderr
     assert ns.get("syncjob", "keep")["spec"]["runPath"] == "PROJ/Runs/Run_1"
+
+
+def test_crd_refuses_a_non_boolean_suspend(crds: Kubectl, ns: Kubectl) -> None:
+    doc = yaml.safe_load(syncjob("yes", "scope", "PROJ/Runs/Run_1"))
+    doc["spec"]["suspend"] = "yes"
+    stderr = _rejected(ns, yaml.safe_dump(doc))
+    assert "spec.suspend" in stderr and "boolean" in stderr
+    assert not ns.exists("syncjob", "yes")
+
+
+@pytest.mark.parametrize(("mutate", "field", "message"), [
+    (lambda spec: spec["destination"]["rclone"].update(remote="-vv"), "spec.destination.rclone.remote",
+     "should match"),
+    (lambda spec: spec.update(mover={"resources": {"requests": {"memory": "lots"}}}),
+     "spec.mover.resources.requests.memory", "should match"),
+    (lambda spec: spec.update(mover={"runAsRunOwner": {"minUID": 0}}), "spec.mover.runAsRunOwner.minUID",
+     "greater than or equal to 1"),
+    (lambda spec: spec.update(mover={"runAsRunOwner": {}, "securityContext": {"runAsUser": 1000}}),
+     "spec.mover", "exclude each other"),
+    (lambda spec: spec.update(gate={"completionMarker": {"names": ["../done.txt"]}}),
+     "spec.gate.completionMarker.names[0]", "'.' or '..'"),
+])
+def test_crd_refuses_unsafe_target_settings(crds: Kubectl, ns: Kubectl, tmp_path: Path, mutate: Any, field: str,
+                                            message: str) -> None:
+    body = target_body("bad", tmp_path, {"rclone": {"remote": "nas", "path": "/x",
+                                                   "configSecretRef": {"name": "s", "key": "rclone.conf"}}}, None)
+    mutate(body["spec"])
+    stderr = _rejected(ns, yaml.safe_dump(body))
+    assert field in stderr and message in stderr, stderr
+    assert not ns.exists("synctarget", "bad")
 
 
 def test_syncjob_cannot_smuggle_pod_fields(crds: Kubectl, ns: Kubectl) -> None:
@@ -113,6 +148,13 @@ def test_webhook_rejects_what_cel_cannot_check(webhook_operator: OperatorProcess
     ns.apply(syncjob("first", "scope", "PROJ/Runs/Run_1"))
     message = _webhook_says(ns, syncjob("second", "scope", "PROJ/Runs/Run_1"))
     assert "spec.runPath" in message and "first" in message
+    # A run inside, or around, another SyncJob's run: the message names both SyncJobs.
+    message = _webhook_says(ns, syncjob("child", "scope", "PROJ/Runs/Run_1/sub"))
+    assert "spec.runPath" in message and '"first"' in message and '"child"' in message and "overlap" in message
+    message = _webhook_says(ns, syncjob("parent", "scope", "PROJ/Runs"))
+    assert '"first"' in message and '"parent"' in message and "overlap" in message
+    message = _webhook_says(ns, syncjob("cache", "scope", "PROJ/Runs/Run_2/.exlab-wizard"))
+    assert "spec.runPath" in message and "cache directory" in message
 
     doc = yaml.safe_load(syncjob("override", "scope", "PROJ/Runs/Run_2"))
     doc["spec"]["overrides"] = [{"rule": "no_such_rule", "reason": "because the PI said so"}]
