@@ -472,8 +472,11 @@ def test_volume_exactly_one_cel_and_model(volume: dict[str, Any], ok: bool) -> N
     [
         ({"rclone": {}}, True),
         ({"rsync": {}}, True),
+        ({"volume": {}}, True),
         ({}, False),
         ({"rclone": {}, "rsync": {}}, False),
+        ({"rsync": {}, "volume": {}}, False),
+        ({"rclone": {}, "rsync": {}, "volume": {}}, False),
     ],
 )
 def test_destination_exactly_one_cel(destination: dict[str, Any], ok: bool) -> None:
@@ -481,7 +484,8 @@ def test_destination_exactly_one_cel(destination: dict[str, Any], ok: bool) -> N
     messages = _cel_messages(node, destination)
     assert (messages == []) is ok
     if not ok:
-        assert messages == ["exactly one of spec.destination.rclone or spec.destination.rsync must be set"]
+        assert messages == [
+            "exactly one of spec.destination.rclone or spec.destination.rsync or spec.destination.volume must be set"]
 
 
 @pytest.mark.parametrize(

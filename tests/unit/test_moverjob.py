@@ -134,3 +134,18 @@ def test_host_network_only_when_the_target_asks_for_it() -> None:
     pod = _build(target=target)["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+def test_a_volume_destination_mounts_its_claim_and_needs_no_secret() -> None:
+    target = json.loads(json.dumps(TARGET))
+    target["spec"]["destination"] = {"volume": {"claimName": "nas-share", "path": "/runs/scope"}}
+    pod = _build(target=target)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["destination"] == {"name": "destination", "persistentVolumeClaim": {"claimName": "nas-share"}}
+    assert not any("secret" in v for v in pod["volumes"])
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["destination"] == "/var/run/nassync/destination"
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    params = MoverParams.model_validate_json(env["NASSYNC_PARAMS"])
+    assert params.destination.type == "volume"
+    assert params.destination.path == "/var/run/nassync/destination/runs/scope"

@@ -144,3 +144,13 @@ def test_progress_of_the_running_push_reaches_the_status(kube: FakeKube) -> None
     progress = kube.status("run-1")["transfer"]["progress"]
     assert progress == {"bytes": 512, "totalBytes": 2048, "percent": 25, "bytesPerSecond": 100, "etaSeconds": 15}
     assert delay is not None and delay <= 10
+
+
+def test_a_volume_destination_is_ready_without_a_secret() -> None:
+    kube = FakeKube()
+    kube.add(_target(destination={"volume": {"claimName": "nas-share"}}))
+    kube.add(_syncjob("run-1"))
+    _reconciler(kube).reconcile(KEY)
+    assert _ready(kube)["status"] == "True"
+    assert list(kube.jobs) == [("lab", "run-1-gate-1")]
+    assert kube.targets[("lab", "scope")]["status"]["destinationType"] == "volume"

@@ -19,6 +19,7 @@ RESULT_PATH_ENV = "NASSYNC_RESULT_PATH"
 DEFAULT_RESULT_PATH = "/dev/termination-log"
 SECRET_DIR = "/var/run/nassync/secret"
 SOURCE_MOUNT = "/data/source"
+DESTINATION_MOUNT = "/var/run/nassync/destination"  # a volume destination's claim
 MAX_RESULT_BYTES = 4096
 
 Step = Literal["gate", "push", "verify", "cleanup"]
@@ -57,7 +58,13 @@ class RsyncDestination(_Model):
     known_hosts_file: str = Field(alias="knownHostsFile")
 
 
-Destination = RcloneDestination | RsyncDestination
+class VolumeDestination(_Model):
+    type: Literal["volume"] = "volume"
+    mount: str = DESTINATION_MOUNT  # where the destination's claim is mounted in the pod
+    path: str  # the destination root: inside `mount`
+
+
+Destination = RcloneDestination | RsyncDestination | VolumeDestination
 
 
 def remote_run_path(base: str, run_path: str) -> str:

@@ -15,7 +15,7 @@ already-stored object would wedge the operator instead of reporting.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -172,6 +172,11 @@ class RcloneDestination(ApiModel):
         # known_hosts_file) as /var/run/nassync/secret/<key>.
         return None
 
+    @property
+    def pod_volumes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Volumes (and their mounts) the mover needs besides the source and the Secret."""
+        return []
+
     def to_mover(self) -> mover_io.RcloneDestination:
         return mover_io.RcloneDestination(
             remote=self.remote, path=self.path,
@@ -208,6 +213,11 @@ class RsyncDestination(ApiModel):
     def secret_items(self) -> list[dict[str, str]] | None:
         return [{"key": SSH_KEY, "path": SSH_KEY}, {"key": SSH_KNOWN_HOSTS, "path": SSH_KNOWN_HOSTS}]
 
+    @property
+    def pod_volumes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Volumes (and their mounts) the mover needs besides the source and the Secret."""
+        return []
+
     def to_mover(self) -> mover_io.RsyncDestination:
         return mover_io.RsyncDestination(
             host=self.host, port=self.port, user=self.user, path=self.path,
@@ -215,7 +225,45 @@ class RsyncDestination(ApiModel):
             knownHostsFile=f"{mover_io.SECRET_DIR}/{SSH_KNOWN_HOSTS}")
 
 
-DestinationModel = RcloneDestination | RsyncDestination
+DESTINATION_VOLUME = "destination"
+
+
+class VolumeDestination(ApiModel):
+    """A NAS mounted into the cluster as a PersistentVolumeClaim; no network credentials."""
+
+    claim_name: str = Field(min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN)
+    path: str = Field(default="/", min_length=1, max_length=MAX_PATH_LENGTH)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError("spec.destination.volume.path must not contain '..' segments")
+        return _no_control_characters(value, "spec.destination.volume.path")
+
+    @property
+    def secret_name(self) -> str | None:
+        return None
+
+    @property
+    def required_secret_keys(self) -> frozenset[str]:
+        return frozenset()
+
+    @property
+    def secret_items(self) -> list[dict[str, str]] | None:
+        return None
+
+    @property
+    def pod_volumes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [({"name": DESTINATION_VOLUME, "persistentVolumeClaim": {"claimName": self.claim_name}},
+                 {"name": DESTINATION_VOLUME, "mountPath": mover_io.DESTINATION_MOUNT})]
+
+    def to_mover(self) -> mover_io.VolumeDestination:
+        inside = self.path.strip("/")
+        return mover_io.VolumeDestination(path=mover_io.DESTINATION_MOUNT + (f"/{inside}" if inside else ""))
+
+
+DestinationModel = RcloneDestination | RsyncDestination | VolumeDestination
 
 
 class Destination(ApiModel):
@@ -223,6 +271,7 @@ class Destination(ApiModel):
 
     rclone: RcloneDestination | None = None
     rsync: RsyncDestination | None = None
+    volume: VolumeDestination | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Destination:
@@ -249,7 +298,8 @@ class Destination(ApiModel):
         return self.chosen.path
 
     @property
-    def secret_name(self) -> str:
+    def secret_name(self) -> str | None:
+        """The Secret holding the destination's credentials; None when it needs none."""
         return self.chosen.secret_name
 
     def remote_path(self, run_path: str) -> str:
@@ -476,7 +526,7 @@ class SyncTargetStatus(ApiModel):
     # choose between hostPath and persistentVolumeClaim, so the operator writes
     # SyncTargetSpec.source_summary() and destination.type here.
     source: str | None = Field(default=None, max_length=1100)
-    destination_type: Literal["rclone", "rsync"] | None = None
+    destination_type: Literal["rclone", "rsync", "volume"] | None = None
 
     def condition(self, type_: str) -> Condition | None:
         return find_condition(self.conditions, type_)

@@ -75,7 +75,8 @@ def _security(target: SyncTarget, job: SyncJob) -> tuple[dict[str, Any], dict[st
     return pod, container
 
 
-def _volumes(target: SyncTarget) -> list[dict[str, Any]]:
+def _volumes(target: SyncTarget) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's volumes and the mover container's mounts: source, credentials, destination's own, /tmp."""
     src = target.spec.source.volume
     source: dict[str, Any]
     if src.host_path is not None:
@@ -85,17 +86,26 @@ def _volumes(target: SyncTarget) -> list[dict[str, Any]]:
                   "persistentVolumeClaim": {"claimName": src.persistent_volume_claim.claim_name}}
     else:
         raise ValueError("SyncTarget has no source volume")
+    volumes = [source]
+    mounts: list[dict[str, Any]] = [{"name": SOURCE_VOLUME, "mountPath": mover_io.SOURCE_MOUNT}]
     dest = target.spec.destination.chosen
-    secret: dict[str, Any] = {"secretName": dest.secret_name}
-    if dest.secret_items is not None:
-        secret["items"] = dest.secret_items
-    # 0440 + fsGroup on a real kubelet, else 0444 so any runAsUser can read it;
-    # the rsync transport uses a 0600 copy of its own (ssh refuses a key its
-    # user could share, e.g. a root-owned 0444 key when running as root).
-    secret["defaultMode"] = 0o440 if target.spec.mover.security_context and \
-        target.spec.mover.security_context.fs_group is not None else 0o444
-    return [source, {"name": SECRET_VOLUME, "secret": secret},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    if dest.secret_name is not None:
+        secret: dict[str, Any] = {"secretName": dest.secret_name}
+        if dest.secret_items is not None:
+            secret["items"] = dest.secret_items
+        # 0440 + fsGroup on a real kubelet, else 0444 so any runAsUser can read it;
+        # the rsync transport uses a 0600 copy of its own (ssh refuses a key its
+        # user could share, e.g. a root-owned 0444 key when running as root).
+        secret["defaultMode"] = 0o440 if target.spec.mover.security_context and \
+            target.spec.mover.security_context.fs_group is not None else 0o444
+        volumes.append({"name": SECRET_VOLUME, "secret": secret})
+        mounts.append({"name": SECRET_VOLUME, "mountPath": mover_io.SECRET_DIR, "readOnly": True})
+    for volume, mount in dest.pod_volumes:
+        volumes.append(volume)
+        mounts.append(mount)
+    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    return volumes, mounts
 
 
 def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, name: str, n: int,
@@ -106,6 +116,7 @@ def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, na
     params = mover_params(job=job, target=target, step=step)
     pod_sc, container_sc = _security(target, job)
     mover = target.spec.mover
+    volumes, mounts = _volumes(target)
     container: dict[str, Any] = {
         "name": "mover",
         "image": mover.image or default_image,
@@ -113,11 +124,7 @@ def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, na
         "env": [{"name": mover_io.PARAMS_ENV,
                  "value": params.model_dump_json(by_alias=True, exclude_none=True)},
                 {"name": "NASSYNC_LOG_FORMAT", "value": "json"}],
-        "volumeMounts": [
-            {"name": SOURCE_VOLUME, "mountPath": mover_io.SOURCE_MOUNT},
-            {"name": SECRET_VOLUME, "mountPath": mover_io.SECRET_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
         "securityContext": container_sc,
         "terminationMessagePath": mover_io.DEFAULT_RESULT_PATH,
         "terminationMessagePolicy": "File",
@@ -134,7 +141,7 @@ def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, na
         "nodeSelector": dict(target.spec.source.node_selector),
         "tolerations": [t.model_dump(by_alias=True, exclude_none=True)
                         for t in target.spec.source.tolerations],
-        "volumes": _volumes(target),
+        "volumes": volumes,
         "containers": [container],
     }
     if mover.host_network:

@@ -112,8 +112,8 @@ class Reconciler:
         """Reconcile every SyncJob of one target; return seconds until the next look."""
         target_body = self.kube.get_target(key.namespace, key.name)
         target, problem = load_target(target_body)
-        secret_keys = (self.kube.secret_keys(key.namespace, target.spec.destination.secret_name)
-                       if target is not None else None)
+        secret = target.spec.destination.secret_name if target is not None else None
+        secret_keys = self.kube.secret_keys(key.namespace, secret) if secret is not None else None
         readiness = assess(namespace=key.namespace, name=key.name, exists=target_body is not None,
                            target=target, problem=problem, secret_keys=secret_keys)
         bodies = sorted(

@@ -39,7 +39,8 @@ def validate_syncjob(body: kopf.Body, **kwargs: Any) -> None:
     secret_exists: bool | None = None
     if target is not None:
         secret = validation.target_secret_name(target)
-        secret_exists = bool(secret) and kube.secret_keys(namespace, secret) is not None
+        # A destination without credentials (a mounted volume) names no Secret.
+        secret_exists = kube.secret_keys(namespace, secret) is not None if secret else None
     name = body.get("metadata", {}).get("name") or ""
     target_jobs = {
         other["metadata"]["name"]: str((other.get("spec") or {}).get("runPath") or "")

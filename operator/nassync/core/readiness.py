@@ -64,6 +64,8 @@ def assess(
         return Readiness(False, "InvalidSpec", f"SyncTarget spec is invalid: {problem or 'cannot be read'}")
     destination = target.spec.destination.chosen
     secret = destination.secret_name
+    if secret is None:
+        return READY  # a mounted volume needs no credentials; a missing claim shows on the mover pod
     if secret_keys is None:
         return Readiness(False, "SecretMissing", f"Secret {secret!r} not found in namespace {namespace!r}; "
                                                  "create it before SyncJobs can push")

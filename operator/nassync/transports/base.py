@@ -167,6 +167,10 @@ class Transport(Protocol):
         """Why a file of this name cannot be copied and proven, or None if it can."""
         ...
 
+    def config_problem(self) -> str | None:
+        """Why this destination cannot hold a copy at all (checked by the gate and push), or None."""
+        ...
+
     def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
                      options: PushOptions = DEFAULT_PUSH) -> Command:
         """Copy (never mirror) `source/` into the remote run directory.

@@ -15,10 +15,12 @@ from nassync.api.mover_io import Destination
 from nassync.transports.base import Transport
 from nassync.transports.rclone import RcloneTransport
 from nassync.transports.rsync import RsyncTransport
+from nassync.transports.volume import VolumeTransport
 
 TRANSPORTS: dict[str, Callable[[Any], Transport]] = {
     "rclone": RcloneTransport,
     "rsync": RsyncTransport,
+    "volume": VolumeTransport,
 }
 
 

@@ -117,15 +117,45 @@ class RcloneTransport:
     def _rclone(self) -> str:
         return self.binary or find_rclone()
 
-    @property
-    def backend_type(self) -> str:
-        """The `type` of the remote's config section ("" when unreadable)."""
+    def _config(self) -> configparser.RawConfigParser | None:
         parser = configparser.RawConfigParser(strict=False, interpolation=None)
         try:
             parser.read(self.destination.config_file, encoding="utf-8")
         except (OSError, configparser.Error):
+            return None
+        return parser
+
+    @property
+    def backend_type(self) -> str:
+        """The `type` of the remote's config section ("" when unreadable)."""
+        parser = self._config()
+        if parser is None:
             return ""
         return parser.get(self.destination.remote, "type", fallback="").strip().lower()
+
+    def config_problem(self) -> str | None:
+        """A remote that writes into the mover pod's own filesystem (`type = local`, or an alias of one)."""
+        parser = self._config()
+        if parser is None:
+            return None  # rclone reports an unreadable config in its own words
+        remote, seen = self.destination.remote, set()
+        while remote and remote not in seen:
+            seen.add(remote)
+            kind = parser.get(remote, "type", fallback="").strip().lower()
+            if kind == "local":
+                break
+            if kind != "alias":
+                return None
+            target = parser.get(remote, "remote", fallback="").strip()
+            if ":" not in target:  # an alias of a plain path is a local remote
+                break
+            remote = target.split(":", 1)[0]
+        else:
+            return None
+        return (f"the rclone remote {self.destination.remote!r} is a local path: it would write inside the mover "
+                "pod, whose files are gone when the pod ends, so nothing would reach the NAS. For a NAS mounted "
+                "into the cluster use a volume destination (spec.destination.volume with its "
+                "PersistentVolumeClaim)")
 
     @property
     def follows_timetable(self) -> bool:

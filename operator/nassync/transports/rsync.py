@@ -126,57 +126,21 @@ class RsyncTransport:
         ]
 
     def name_problem(self, relpath: str) -> str | None:
-        # rsync and `sha256sum -z` carry any byte string exactly; only the
-        # partial-dir name is taken (rsync excludes it from every directory).
-        if PARTIAL_DIR in relpath.split("/"):
-            return f"is named {PARTIAL_DIR}, which rsync keeps for interrupted transfers and never copies"
+        return partial_dir_problem(relpath)
+
+    def config_problem(self) -> str | None:
         return None
 
     def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
                      options: PushOptions = DEFAULT_PUSH) -> Command:
-        argv = [
-            self.rsync_binary,
-            "-a",
-            f"--partial-dir={PARTIAL_DIR}",
-            "--mkpath",
-            f"--timeout={_IO_TIMEOUT_S}",
-            "--info=progress2,stats2",
-            "-e",
-            shlex.join(self.ssh_argv()),
-        ]
-        limit = limit_at(bandwidth, now)
-        if limit > 0:
-            argv.append(f"--bwlimit={limit}")
-        if options.compare_content:
-            # The quick check (size and mtime) would skip a corrupted NAS file
-            # whose size and mtime still match: compare contents instead.
-            argv.append("--checksum")
-        argv += [f"--exclude={anchored(relpath)}" for relpath in options.exclude]
-        stdin = None
-        if options.only is not None:
-            argv.append("--files-from=-")
-            stdin = "".join(f"{p}\n" for p in options.only).encode()
-        # Trailing slashes on both sides: copy the run's *contents* into <path>/<runPath>/.
-        argv += [source.rstrip("/") + "/", f"{self.remote_dir(run_path=run_path)}/"]
-        return Command(argv=tuple(argv), env={"LC_ALL": "C"}, stdin=stdin)
+        return copy_command(self.rsync_binary, source=source, target=f"{self.remote_dir(run_path=run_path)}/",
+                            bandwidth=bandwidth, now=now, options=options, remote_shell=self.ssh_argv())
 
     def parse_push_line(self, line: str) -> TransferProgress | None:
-        match = _PROGRESS2.match(line)
-        if match is None:
-            return None
-        done = int(match["bytes"].replace(",", ""))
-        rate = float(match["rate"]) * _UNITS.get(match["unit"], 1)
-        h, m, s = (int(x) for x in match["eta"].split(":"))
-        return TransferProgress(
-            bytes=done,
-            bytes_per_second=rate,
-            # The final line's time column is elapsed time, not an ETA; only use it mid-way.
-            eta_seconds=float(h * 3600 + m * 60 + s) if match["xfr"] is None else None,
-            files=int(match["xfr"]) if match["xfr"] else None,
-        )
+        return parse_progress2(line)
 
     def push_error_messages(self, lines: Sequence[str]) -> list[str]:
-        return [line for line in lines if line.strip() and self.parse_push_line(line) is None]
+        return [line for line in lines if line.strip() and parse_progress2(line) is None]
 
     def classify(self, *, returncode: int, messages: Sequence[str]) -> ErrorInfo:
         return self._classify(tool="rsync", returncode=returncode, messages=messages)
@@ -287,6 +251,56 @@ class RsyncTransport:
         if done.returncode != 0:
             raise TransportError(self._probe_error(done.returncode, done.stderr))
         return [_member_path(p.decode("utf-8", errors="surrogateescape")) for p in done.stdout.split(b"\0") if p]
+
+
+def partial_dir_problem(relpath: str) -> str | None:
+    """rsync carries any byte string exactly; only its partial-dir name is taken (excluded everywhere)."""
+    if PARTIAL_DIR in relpath.split("/"):
+        return f"is named {PARTIAL_DIR}, which rsync keeps for interrupted transfers and never copies"
+    return None
+
+
+def copy_command(rsync: str, *, source: str, target: str, bandwidth: Bandwidth, now: datetime,
+                 options: PushOptions, remote_shell: list[str] | None = None, fsync: bool = False) -> Command:
+    """The rsync copy of `source/` into `target` (never a mirror), shared by the ssh and volume transports."""
+    argv = [rsync, "-a", f"--partial-dir={PARTIAL_DIR}", "--mkpath", f"--timeout={_IO_TIMEOUT_S}",
+            "--info=progress2,stats2"]
+    if remote_shell is not None:
+        argv += ["-e", shlex.join(remote_shell)]
+    if fsync:
+        argv.append("--fsync")  # a volume's copy is on its disk, not only in this node's page cache
+    limit = limit_at(bandwidth, now)
+    if limit > 0:
+        argv.append(f"--bwlimit={limit}")
+    if options.compare_content:
+        # The quick check (size and mtime) would skip a corrupted NAS file
+        # whose size and mtime still match: compare contents instead.
+        argv.append("--checksum")
+    argv += [f"--exclude={anchored(relpath)}" for relpath in options.exclude]
+    stdin = None
+    if options.only is not None:
+        argv.append("--files-from=-")
+        stdin = "".join(f"{p}\n" for p in options.only).encode()
+    # Trailing slashes on both sides: copy the run's *contents* into <path>/<runPath>/.
+    argv += [source.rstrip("/") + "/", target]
+    return Command(argv=tuple(argv), env={"LC_ALL": "C"}, stdin=stdin)
+
+
+def parse_progress2(line: str) -> TransferProgress | None:
+    """A progress sample from one `--info=progress2` line, or None."""
+    match = _PROGRESS2.match(line)
+    if match is None:
+        return None
+    done = int(match["bytes"].replace(",", ""))
+    rate = float(match["rate"]) * _UNITS.get(match["unit"], 1)
+    h, m, s = (int(x) for x in match["eta"].split(":"))
+    return TransferProgress(
+        bytes=done,
+        bytes_per_second=rate,
+        # The final line's time column is elapsed time, not an ETA; only use it mid-way.
+        eta_seconds=float(h * 3600 + m * 60 + s) if match["xfr"] is None else None,
+        files=int(match["xfr"]) if match["xfr"] else None,
+    )
 
 
 _KEY_COPIES: dict[str, str] = {}

@@ -156,6 +156,9 @@ def _judge(run: OpenRun, *, now: datetime) -> GateOutcome:
         os.close(cache_fd)
     _check_access(run)
     transport = transport_for(params.destination)
+    problem = transport.config_problem()
+    if problem is not None:
+        raise fail(ErrorKind.CONFIG, f"{problem}; nothing was pushed")
     scan = scan_run(run.fd, cache_dir_name=params.cache_dir_name, now=now, name_problem=transport.name_problem)
     creation, creation_hits = _creation(run)
     hits = run_path_hits(params.run_path) + mode_prefix_hits(params.run_path, creation) + scan.hits + creation_hits

@@ -328,6 +328,9 @@ def _push(run: OpenRun, *, log: MoverLog, now: datetime) -> MoverResult:
                    "an emptied run. The NAS copy is the run now.")
     transport = transport_for(params.destination)
     remote = transport.remote_dir(run_path=params.run_path)
+    problem = transport.config_problem()
+    if problem is not None:
+        raise fail(ErrorKind.CONFIG, f"{problem}; nothing was copied")
     check_remote_claims(transport, params)
     check_remote_manifest(transport, params)
     manifest = _build_manifest(run, log)
