@@ -9,7 +9,6 @@ points the chart and mover Jobs use.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import shutil
@@ -19,6 +18,8 @@ import tomllib
 from pathlib import Path
 
 from tests.ship.shiplib import REPO
+
+from nassync_dev.image import context_files
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -65,35 +66,6 @@ def test_dockerfile_pins_bases_and_tools_and_runs_as_the_passwd_user() -> None:
     assert "HOME=/tmp" in env and "PYTHONDONTWRITEBYTECODE=1" in env
     for label in ("title", "description", "version", "revision", "licenses", "source"):
         assert f"org.opencontainers.image.{label}=" in text, label
-
-
-def _ignored_by(pattern: str, rel: str) -> bool:
-    """Docker's rule: a pattern matches a path or any of its parent directories; `**/` matches any depth."""
-    parts = rel.split("/")
-    if pattern.startswith("**/"):
-        core = pattern[3:]
-        return any(fnmatch.fnmatchcase("/".join(parts[j:i]), core) for i in range(1, len(parts) + 1) for j in range(i))
-    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
-
-
-def context_files() -> list[Path]:
-    """Files `docker build .` sends, per .dockerignore (last matching pattern wins, `!` re-includes)."""
-    patterns = [
-        p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
-    ]
-    files = []
-    for path in sorted(REPO.rglob("*")):
-        rel = path.relative_to(REPO).as_posix()
-        if not path.is_file() or rel.startswith((".git/", ".venv/", ".cache/")):
-            continue
-        included = True
-        for pattern in patterns:
-            negate = pattern.startswith("!")
-            if _ignored_by(pattern.lstrip("!").rstrip("/"), rel):
-                included = negate
-        if included:
-            files.append(path)
-    return files
 
 
 def test_copy_sources_are_in_the_build_context() -> None:
