@@ -56,12 +56,14 @@ LABEL org.opencontainers.image.title="nassync" \
       org.opencontainers.image.documentation="https://github.com/nassync/nassync/blob/main/docs/install.md" \
       org.opencontainers.image.base.name="docker.io/library/python:3.11.13-slim-bookworm"
 
-# rsync and ssh for the rsync transport. Versions come from the pinned Debian
-# release of the base image: pinning exact Debian revisions breaks the build as
-# soon as a security update replaces them in the archive.
+# rsync and ssh for the rsync transport; libnss-wrapper gives a mover running
+# as an arbitrary uid (no passwd entry; ssh refuses such uids) a passwd entry
+# of its own via LD_PRELOAD. Versions come from the pinned Debian release of
+# the base image: pinning exact Debian revisions breaks the build as soon as a
+# security update replaces them in the archive.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends rsync openssh-client ca-certificates \
+ && apt-get install -y --no-install-recommends rsync openssh-client ca-certificates libnss-wrapper \
  && rm -rf /var/lib/apt/lists/*
 
 # ssh refuses to run for a uid without a passwd entry, so the non-root user is

@@ -5,7 +5,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := bubblewrap rsync openssh-server openssh-client util-linux procps lua5.4
+APT_PACKAGES := bubblewrap rsync openssh-server openssh-client util-linux procps lua5.4 libnss-wrapper \
+	buildah mmdebstrap containerd runc containernetworking-plugins gcc libc6-dev binutils
 STAMP := $(VENV)/.installed
 CLUSTER := $(PY) -m nassync_dev.cli
 
