@@ -10,7 +10,10 @@ APT_PACKAGES := bubblewrap rsync openssh-server openssh-client util-linux procps
 STAMP := $(VENV)/.installed
 CLUSTER := $(PY) -m nassync_dev.cli
 
-.PHONY: deps apt venv binaries test lint unit cluster-up cluster-down cluster-env run demo bench clean
+.PHONY: deps apt venv binaries image test lint unit cluster-up cluster-down cluster-env run demo bench clean
+
+# make cluster-up NODE=kubelet: the process node plus a real kubelet node (containerd, runc, the image).
+NODE ?= process
 
 deps: apt venv binaries
 
@@ -36,6 +39,11 @@ $(STAMP): pyproject.toml
 binaries: venv
 	bash tools/build.sh all
 
+# The Dockerfile built with buildah on a local Debian base (no Docker engine, no
+# registry): an OCI archive in ~/.cache/nassync/image, rebuilt when its inputs change.
+image: apt venv
+	@$(PY) -m nassync_dev.image
+
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/mypy
@@ -48,7 +56,7 @@ unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 cluster-up: deps
-	@$(CLUSTER) cluster-up
+	@$(CLUSTER) cluster-up --node $(NODE)
 
 cluster-down: venv
 	@$(CLUSTER) cluster-down

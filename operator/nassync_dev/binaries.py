@@ -36,6 +36,7 @@ class Binaries:
     kube_controller_manager: Path
     kubectl: Path
     helm: Path
+    kubelet: Path
     kubernetes_version: str
 
     @property
@@ -60,13 +61,17 @@ def locate() -> Binaries:
         kube_controller_manager=kube_dir / "kube-controller-manager",
         kubectl=kube_dir / "kubectl",
         helm=bin_root / f"helm-{helm}" / "helm",
+        kubelet=kube_dir / "kubelet",
         kubernetes_version=k8s,
     )
 
 
-def ensure() -> Binaries:
-    """Return the binaries, building the missing ones first (slow only the first time)."""
+def ensure(*, kubelet: bool = False) -> Binaries:
+    """Return the binaries, building the missing ones first (slow only the first time).
+
+    `kubelet`: the kubelet node's binary is needed too (tools/build.sh builds it
+    with the control plane)."""
     found = locate()
-    if found.missing():
+    if found.missing() or (kubelet and not os.access(found.kubelet, os.X_OK)):
         subprocess.run(["bash", str(TOOLS / "build.sh"), "all"], check=True)
     return locate()

@@ -1,6 +1,7 @@
 """`nassync-dev`: the local cluster from the command line (what the Makefile calls).
 
     nassync-dev cluster-up      start (or reuse) the cluster in .cache/cluster
+                                (--node kubelet: also the real kubelet node, see kubelet_node.py)
     nassync-dev cluster-down    stop it; no process is left behind
     nassync-dev cluster-env     print `export` lines for KUBECONFIG and PATH
     nassync-dev build           build the Go binaries when missing
@@ -24,6 +25,8 @@ DEFAULT_STATE = binaries.REPO / ".cache" / "cluster"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nassync-dev", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["cluster-up", "cluster-down", "cluster-env", "build"])
+    parser.add_argument("--node", choices=["process", "kubelet"], default="process",
+                        help="process: the process node only; kubelet: plus the real kubelet node")
     parser.add_argument("--state-dir", type=Path,
                         default=Path(os.environ.get("NASSYNC_CLUSTER_DIR", DEFAULT_STATE)))
     args = parser.parse_args(argv)
@@ -32,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         binaries.ensure()
     elif args.command == "cluster-up":
         started = time.monotonic()
-        reused = cluster.is_up()
-        cluster.up()
+        kubelet = args.node == "kubelet"
+        reused = cluster.is_up() and (not kubelet or cluster.kubelet_node_up())
+        cluster.up(kubelet_node=kubelet)
         verb = "already running" if reused else f"ready in {time.monotonic() - started:.1f}s"
         print(f"local cluster {verb}: {cluster.server} (KUBECONFIG={cluster.kubeconfig})",
               file=sys.stderr)

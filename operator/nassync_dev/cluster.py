@@ -1,5 +1,6 @@
 """A real Kubernetes control plane as local processes: etcd, kube-apiserver,
-kube-controller-manager, and the process node.
+kube-controller-manager, the process node, and on request a real kubelet node
+(kubelet_node.py: kubelet + containerd + runc running the image).
 
 No Docker engine exists where nassync is developed or tested, and the behaviour
 an operator depends on (CRD schemas and CEL, admission webhooks, the Job
@@ -31,6 +32,8 @@ from pathlib import Path
 
 from nassync.certs import CertificateAuthority, write_service_account_key
 from nassync_dev import binaries
+from nassync_dev.kubelet_node import PROCESSES as KUBELET_NODE_PROCESSES
+from nassync_dev.kubelet_node import KubeletNode
 
 NODE_NAME = "nassync-node"
 _CONTROLLERS = ",".join([
@@ -81,6 +84,8 @@ class ClusterState:
     kubelet_port: int = 0
     pids: dict[str, int] = field(default_factory=dict)
     etcd_data: str = ""
+    kubelet_node_port: int = 0
+    kubelet_node_healthz_port: int = 0
 
 
 class LocalCluster:
@@ -133,12 +138,19 @@ class LocalCluster:
             return False
         return self.apiserver_ready()
 
+    def kubelet_node_up(self) -> bool:
+        pids = self._load().pids
+        return all(n in pids and _alive(pids[n]) for n in KUBELET_NODE_PROCESSES)
+
     # -- lifecycle ----------------------------------------------------------
-    def up(self, *, timeout: float = 120.0) -> None:
+    def up(self, *, timeout: float = 120.0, kubelet_node: bool = False) -> None:
+        """Start the cluster (or reuse a running one); `kubelet_node` adds the real node."""
         if self.is_up():
+            if kubelet_node and not self.kubelet_node_up():
+                self.start_kubelet_node(timeout=timeout)
             return
         self.down()
-        bins = binaries.ensure()
+        bins = binaries.ensure(kubelet=kubelet_node)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         state = ClusterState(etcd_port=free_port(), apiserver_port=free_port(),
@@ -156,18 +168,48 @@ class LocalCluster:
             self._start_controller_manager(bins, state)
             self._start_node(state)
             self._wait_ready(bins, timeout=timeout)
+            if kubelet_node:
+                self.start_kubelet_node(timeout=timeout)
         except BaseException:
             self.down()
             raise
 
+    def start_kubelet_node(self, *, timeout: float = 120.0) -> None:
+        """Join the real kubelet node (kubelet_node.py) to this running cluster."""
+        bins = binaries.ensure(kubelet=True)
+        state = self._load()
+        node = KubeletNode(self.state_dir)
+        try:
+            started = node.up(spawn=lambda name, argv: self._spawn(state, name, argv), server=self.server,
+                              kubectl=lambda *a: self._kubectl(bins, *a), timeout=timeout)
+        except BaseException:
+            self.stop_kubelet_node()
+            raise
+        state.kubelet_node_port = started["kubelet_port"]
+        state.kubelet_node_healthz_port = started["kubelet_healthz_port"]
+        self._save(state)
+
+    def stop_kubelet_node(self) -> None:
+        """Stop the kubelet node only; no process, mount, cgroup or container stays behind."""
+        state = self._load()
+        pids = {n: state.pids[n] for n in KUBELET_NODE_PROCESSES if n in state.pids}
+        bins = binaries.locate()
+        kubectl = (lambda *a: self._kubectl(bins, *a)) if self.apiserver_ready() else None
+        KubeletNode(self.state_dir).down(pids, kubectl=kubectl)
+        for name in pids:
+            state.pids.pop(name, None)
+        state.kubelet_node_port = state.kubelet_node_healthz_port = 0
+        self._save(state)
+
     def _spawn(self, state: ClusterState, name: str, argv: list[str],
-               env: dict[str, str] | None = None) -> None:
+               env: dict[str, str] | None = None) -> int:
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, **(env or {})})
         state.pids[name] = proc.pid
         self._save(state)
+        return proc.pid
 
     def _write_pki(self) -> None:
         if self.pki.exists():
@@ -182,6 +224,11 @@ class LocalCluster:
         ca.issue("kubelet-client", common_name="kube-apiserver-kubelet-client",
                  orgs=("system:masters",), client=True)
         ca.issue("kubelet-serving", common_name=NODE_NAME, server=True,
+                 hosts=("127.0.0.1", "localhost"))
+        # The kubelet node (`localhost`): registers as system:node:localhost, serves on 127.0.0.1.
+        ca.issue("kubelet-node-client", common_name="system:node:localhost", orgs=("system:nodes",),
+                 client=True)
+        ca.issue("kubelet-node-serving", common_name="localhost", server=True,
                  hosts=("127.0.0.1", "localhost"))
         write_service_account_key(self.pki / "sa.key")
 
@@ -215,7 +262,9 @@ class LocalCluster:
             f"--kubelet-certificate-authority={p / 'ca.crt'}",
             f"--kubelet-client-certificate={p / 'kubelet-client.crt'}",
             f"--kubelet-client-key={p / 'kubelet-client.key'}",
-            "--kubelet-preferred-address-types=InternalIP",
+            # Both nodes publish Hostname `localhost`: logs/exec stay on loopback
+            # (the real kubelet reports the machine's address as InternalIP).
+            "--kubelet-preferred-address-types=Hostname,InternalIP",
             f"--cert-dir={self.state_dir / 'apiserver-certs'}",
             "--v=1",
         ])
@@ -271,6 +320,8 @@ class LocalCluster:
             timeout=timeout, what=f"node {NODE_NAME} Ready")
 
     def down(self) -> None:
+        if any(n in self._load().pids for n in KUBELET_NODE_PROCESSES) or (self.state_dir / "kubelet-node").exists():
+            self.stop_kubelet_node()
         state = self._load()
         # Reverse start order: the node first, so no container outlives its apiserver.
         for name in ("process-node", "kube-controller-manager", "kube-apiserver", "etcd"):

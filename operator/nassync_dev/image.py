@@ -195,7 +195,7 @@ def ensure_base_tarball() -> Path:
     image_dir().mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     _log(f">> mmdebstrap {BASE_SUITE} ({', '.join(BASE_PACKAGES)}) -> {out}")
-    argv = ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+    argv = ["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
             *(f"--dpkgopt={o}" for o in BASE_DPKG_OPTS), "--aptopt=APT::Install-Recommends \"false\"",
             BASE_SUITE, str(tmp)]
     _run(argv, timeout=1800)

@@ -73,8 +73,10 @@ class ProcessNode:
         capacity = {"cpu": str(os.cpu_count() or 1), "memory": "16Gi", "pods": "110",
                     "ephemeral-storage": "100Gi"}
         status = {"conditions": conditions, "capacity": capacity, "allocatable": capacity,
+                  # The apiserver prefers the Hostname address (the kubelet node is
+                  # `localhost`): a name that resolved through DNS would leave loopback.
                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                                {"type": "Hostname", "address": self.name}],
+                                {"type": "Hostname", "address": "localhost"}],
                   "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
                                "kubeletVersion": "process-node", "kubeProxyVersion": "",
