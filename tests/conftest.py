@@ -19,6 +19,7 @@ import pytest
 from nassync_dev.binaries import REPO
 from nassync_dev.cluster import LocalCluster
 from nassync_dev.nas import RcloneSftpNas, SshNas
+from nassync_dev.scenario import OperatorProcess
 from nassync_dev.testing import Kubectl
 
 
@@ -84,3 +85,15 @@ def ssh_nas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshNas]:
     """OpenSSH sshd with key-only auth on loopback, shared by the session."""
     with SshNas(workdir=tmp_path_factory.mktemp("ssh-nas")) as nas:
         yield nas
+
+
+@pytest.fixture(scope="session")
+def operator(crds: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator as a host process, one per session (e2e and kubelet-node tests share it:
+    two operators would reconcile the same SyncJobs)."""
+    proc = OperatorProcess(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
