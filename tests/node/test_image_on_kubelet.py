@@ -15,13 +15,13 @@ import json
 from typing import Any
 
 import pytest
+from tests.node.conftest import Node
 
 from nassync.api.syncjob import SyncJob
 from nassync.api.target import SyncTarget
 from nassync.controller.moverjob import build_mover_job
 from nassync_dev.kubelet_node import NODE_NAME, placement
 from nassync_dev.testing import Kubectl, eventually
-from tests.node.conftest import Node
 
 pytestmark = [pytest.mark.cluster, pytest.mark.kubelet]
 
