@@ -153,6 +153,10 @@ def test_deployment_is_one_restricted_operator_whose_flags_the_operator_accepts(
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "nassync-operator"
     assert pod["nodeSelector"] == {"role": "infra"}
+    # A real kubelet injects <SERVICE>_PORT=tcp://... for every Service in the namespace: for
+    # nassync-metrics/nassync-webhook that is NASSYNC_METRICS_PORT/NASSYNC_WEBHOOK_PORT, which the
+    # operator reads as its ports (found on the kubelet node: the pod crash-looped).
+    assert pod["enableServiceLinks"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
