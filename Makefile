@@ -49,7 +49,9 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: deps lint
+# Builds (or reuses) the image first; the kubelet-node tests (marker `kubelet`,
+# tests/node) start the real node themselves. Locally: pytest -m "not kubelet".
+test: deps lint image
 	$(VENV)/bin/pytest -q -ra
 
 unit: venv
