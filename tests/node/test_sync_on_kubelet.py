@@ -119,3 +119,24 @@ def test_deleting_a_running_mover_pod_is_survived(
     assert all(_sha(on_nas[rel]) == _sha(data) for rel, data in files.items())
     pushes = [p for p in _movers(ns) if p["metadata"]["labels"]["nassync.dev/step"] == "push"]
     assert victim not in [p["metadata"]["name"] for p in pushes]
+
+
+def test_rsync_with_a_root_mover_reaches_cleaned(
+        ns: Kubectl, operator: OperatorProcess, kubelet_node: Node, ssh_nas: SshNas, tmp_path: Path) -> None:
+    """runAsUser 0 (instrument files owned by root): ssh only accepts a private key that root owns
+    if nobody else may read it, and the kubelet lays the Secret out root-owned with defaultMode."""
+    source = tmp_path / "acq"
+    files = _files(2, 100_000)
+    run = write_run(source, RUN, files)
+    for path in [source, *source.rglob("*")]:
+        os.chown(path, 0, 0)
+    spec = kubelet_node.mover_spec()
+    spec["mover"]["securityContext"] = {"runAsUser": 0}
+    rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=f"{ns.namespace}/runs", spec=spec)
+    ns.apply(syncjob("run-r", "scope", RUN))
+    wait_phase(ns, "run-r", "Cleaned", timeout=240)
+    on_nas = tree(ssh_nas.root / ns.namespace / "runs" / RUN)
+    assert all(_sha(on_nas[rel]) == _sha(data) for rel, data in files.items())
+    assert not (run / "raw").exists() or not any((run / "raw").iterdir())
+    pod = next(p for p in _movers(ns) if p["metadata"]["labels"]["nassync.dev/step"] == "push")
+    assert pod["spec"]["securityContext"]["runAsUser"] == 0
