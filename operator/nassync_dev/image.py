@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from nassync_dev.binaries import REPO, cache_dir
 
@@ -77,7 +78,7 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _sha(h: hashlib._Hash, label: str, data: bytes) -> None:
+def _sha(h: Any, label: str, data: bytes) -> None:
     h.update(f"{label}\0{len(data)}\0".encode())
     h.update(data)
 
@@ -135,12 +136,12 @@ def inputs_hash() -> str:
     return h.hexdigest()[:16]
 
 
-def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+def _run(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({result.returncode}):\n"
                            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 class Buildah:

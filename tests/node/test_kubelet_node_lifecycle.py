@@ -1,6 +1,6 @@
 """Stopping the kubelet node (what `make cluster-down` does first) leaves nothing on the machine.
 
-A running pod with a Secret volume and an emptyDir gives the teardown real work:
+A running pod (reached with `kubectl exec` first) with a Secret volume and an emptyDir gives the teardown real work:
 a pod sandbox and container under containerd's shims, tmpfs mounts under the
 kubelet's root dir, the kubelet's self bind mount, kubepods cgroups in every
 hierarchy. After the stop no process, mount, cgroup or container of the node
@@ -54,6 +54,8 @@ def test_stopping_the_kubelet_node_leaves_no_process_mount_cgroup_or_container(
         "volumes": [{"name": "s", "secret": {"secretName": "s"}}, {"name": "scratch", "emptyDir": {}}]}})
     eventually(lambda: ns.get("pod", "sleeper").get("status", {}).get("phase") == "Running", timeout=90,
                what="the sleeper pod Running on the kubelet node")
+    # kubectl exec through the apiserver to the real kubelet (and containerd's streaming server).
+    assert ns("exec", "sleeper", "--", "id", "-u").strip() == "65532"
 
     local = kubelet_node.cluster
     node = KubeletNode(local.state_dir)
