@@ -221,11 +221,25 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     def _claim_machine(self) -> None:
         if not self._owns_machine():
             owner = json.loads(OWNER_FILE.read_text())
-            raise RuntimeError(
+            other = KubeletNode(Path(owner["dir"]).parent)
+            if other._cluster_alive():
+                raise RuntimeError(
                     f"a kubelet node of another cluster is running ({owner['dir']}); one per machine "
                     "(kubepods cgroups are machine-wide). Reuse that cluster (eval \"$(make -s cluster-env)\") "
                     "or stop it (make cluster-down).")
+            # Its cluster is gone (a killed test session, say): stop what is left of that node.
+            log.warning("stopping the orphaned kubelet node of %s", owner["dir"])
+            other.down(dict(owner.get("named") or {}), kubectl=None)
+            OWNER_FILE.unlink(missing_ok=True)
         OWNER_FILE.write_text(json.dumps({"dir": str(self.dir), "pids": []}))
+
+    def _cluster_alive(self) -> bool:
+        """The apiserver of this node's cluster still runs."""
+        try:
+            pid = json.loads((self.cluster_dir / "cluster.json").read_text())["pids"]["kube-apiserver"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return _alive(int(pid))
 
     def _owns_machine(self) -> bool:
         """No other cluster's kubelet node is running here (its pod cgroups are not ours to touch)."""
@@ -234,8 +248,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         owner = json.loads(OWNER_FILE.read_text() or "{}")
         return owner.get("dir") == str(self.dir) or not any(_alive(p) for p in owner.get("pids", []))
 
-    def _record_owner(self, pids: list[int]) -> None:
-        OWNER_FILE.write_text(json.dumps({"dir": str(self.dir), "pids": pids}))
+    def _record_owner(self, pids: dict[str, int]) -> None:
+        OWNER_FILE.write_text(json.dumps({"dir": str(self.dir), "pids": list(pids.values()), "named": pids}))
 
     def up(self, *, spawn: Spawn, server: str, kubectl: Callable[..., subprocess.CompletedProcess[str]],
            timeout: float = 120) -> dict[str, int]:
@@ -260,7 +274,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             {"cniVersion": "0.4.0", "name": "nassync-lo", "plugins": [{"type": "loopback"}]}))
         (self.dir / "containerd.toml").write_text(self._containerd_config(pause.name))
         pids = {"containerd": spawn("containerd", ["containerd", "--config", str(self.dir / "containerd.toml")])}
-        self._record_owner(list(pids.values()))
+        self._record_owner(pids)
         _wait(lambda: self.ctr("version", timeout=5).returncode == 0, timeout=30, what="containerd socket")
         for built in (pause, app):
             self.import_image(built)
@@ -280,7 +294,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         pids["kubelet-binder"] = spawn("kubelet-binder", [
             sys.executable, "-m", "nassync_dev.kubelet_node", "bind",
             "--kubeconfig", str(self.cluster_dir / "kubeconfig")])
-        self._record_owner(list(pids.values()))
+        self._record_owner(pids)
         _wait(lambda: kubectl("get", "node", NODE_NAME, "-o",
                               "jsonpath={.status.conditions[?(@.type=='Ready')].status}").stdout == "True",
               timeout=timeout, what=f"kubelet node {NODE_NAME} Ready (log: {self.logs / 'kubelet.log'})")
