@@ -121,22 +121,26 @@ def test_deleting_a_running_mover_pod_is_survived(
     assert victim not in [p["metadata"]["name"] for p in pushes]
 
 
-def test_rsync_with_a_root_mover_reaches_cleaned(
-        ns: Kubectl, operator: OperatorProcess, kubelet_node: Node, ssh_nas: SshNas, tmp_path: Path) -> None:
-    """runAsUser 0 (instrument files owned by root): ssh only accepts a private key that root owns
-    if nobody else may read it, and the kubelet lays the Secret out root-owned with defaultMode."""
+@pytest.mark.parametrize("uid", [0, 1000740000], ids=["root", "arbitrary-uid"])
+def test_rsync_with_a_root_or_arbitrary_uid_mover_reaches_cleaned(
+        uid: int, ns: Kubectl, operator: OperatorProcess, kubelet_node: Node, ssh_nas: SshNas,
+        tmp_path: Path) -> None:
+    """The two uids a real kubelet makes hard for ssh: root (runAsUser 0 for instrument files owned by
+    root; the kubelet's Secret files are root-owned, and ssh refuses a key its own uid owns that others
+    may read) and a uid with no passwd entry in the image (ssh: "No user exists for uid")."""
     source = tmp_path / "acq"
     files = _files(2, 100_000)
     run = write_run(source, RUN, files)
     for path in [source, *source.rglob("*")]:
-        os.chown(path, 0, 0)
+        os.chown(path, uid, uid)
     spec = kubelet_node.mover_spec()
-    spec["mover"]["securityContext"] = {"runAsUser": 0}
+    spec["mover"]["securityContext"] = {"runAsUser": uid, "runAsGroup": uid}
     rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=f"{ns.namespace}/runs", spec=spec)
-    ns.apply(syncjob("run-r", "scope", RUN))
-    wait_phase(ns, "run-r", "Cleaned", timeout=240)
+    ns.apply(syncjob("run-u", "scope", RUN))
+    wait_phase(ns, "run-u", "Cleaned", timeout=240)
     on_nas = tree(ssh_nas.root / ns.namespace / "runs" / RUN)
     assert all(_sha(on_nas[rel]) == _sha(data) for rel, data in files.items())
-    assert not (run / "raw").exists() or not any((run / "raw").iterdir())
+    left = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert all(p.startswith(".exlab-wizard/") for p in left), left
     pod = next(p for p in _movers(ns) if p["metadata"]["labels"]["nassync.dev/step"] == "push")
-    assert pod["spec"]["securityContext"]["runAsUser"] == 0
+    assert pod["spec"]["securityContext"]["runAsUser"] == uid
