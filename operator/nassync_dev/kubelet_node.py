@@ -254,9 +254,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     def up(self, *, spawn: Spawn, server: str, kubectl: Callable[..., subprocess.CompletedProcess[str]],
            timeout: float = 120) -> dict[str, int]:
         """Start containerd, import the images, start the kubelet and the binder; wait for Ready."""
-        bins = binaries.locate()
-        if not os.access(bins.kubelet, os.X_OK):
-            binaries.ensure()
+        bins = binaries.ensure(kubelet=True)
         for tool in ("containerd", "runc", "ctr"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool} is not installed (make apt installs it)")
