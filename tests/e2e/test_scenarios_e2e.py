@@ -65,16 +65,16 @@ def test_blocked_by_a_hard_finding_then_unblocked_by_an_override(
 
     blocked = wait_phase(ns, "run-b", "Blocked")
     findings = blocked["status"]["gate"]["findings"]
-    assert any(f["rule"] == "unresolved_placeholder_token" and f["tier"] == "hard" and not f["overridden"]
+    assert any(f["rule"] == "leftover_jinja_marker" and f["tier"] == "hard" and not f["overridden"]
                for f in findings)
     assert "GateBlocked" in [e["reason"] for e in events(ns, "run-b")]
     assert not _movers(ns, "push"), "a blocked run must never be pushed"
     assert _local_intact(run, files)
 
     ns("patch", "syncjob", "run-b", "--type=merge", "-p", json.dumps({"spec": {"overrides": [
-        {"rule": "unresolved_placeholder_token", "reason": "template name approved by the PI"}]}}))
+        {"rule": "leftover_jinja_marker", "reason": "template name approved by the PI"}]}}))
     done = wait_phase(ns, "run-b", "Cleaned", timeout=120)
-    overridden = [f for f in done["status"]["gate"]["findings"] if f["rule"] == "unresolved_placeholder_token"]
+    overridden = [f for f in done["status"]["gate"]["findings"] if f["rule"] == "leftover_jinja_marker"]
     assert overridden and all(f["overridden"] for f in overridden)
     nas_run = sftp_nas.root / ns.namespace / "runs" / RUN
     assert tree(nas_run)["sample_{{sample_id}}.csv"] == b"1,2,3\n"
@@ -138,8 +138,7 @@ def test_nas_down_during_push_retries_with_backoff_then_completes(
         err = status.get("lastError") or {}
         return status if err.get("kind") == "Network" and status.get("attempts", 0) >= 1 else None
     status = eventually(retrying, timeout=120, what="a Network failure counted as an attempt")
-    assert status["phase"] in ("Queued", "Pushing")
-    assert status["phase"] != "Failed"
+    assert status["phase"] in ("Pending", "Gating", "Queued", "Pushing")  # a retried push is gated again first
     assert _local_intact(run, files)
     assert "Retrying" in [e["reason"] for e in events(ns, "run-n")]
 
