@@ -102,6 +102,10 @@ class _Server:
     def _prepare(self) -> None:
         """Hook for servers that need files or dirs before they start."""
 
+    def _env(self) -> dict[str, str]:
+        """Environment additions for the server (credentials go here, never on its argv)."""
+        return {}
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -119,6 +123,7 @@ class _Server:
         # A new process group so stop() can end the server and anything it forked.
         proc = subprocess.Popen(
             self._argv(),
+            env={**os.environ, **self._env()},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -295,6 +300,53 @@ class RcloneSftpNas(_Server):
             path="/" + path.strip("/"),
             configFile=str(config_file or self.config_path),
         )
+
+
+class RcloneS3Nas(_Server):
+    """`rclone serve s3` on loopback: a real S3 protocol server (MD5 ETags only, no SHA-256), one bucket.
+
+    Like an object store in a lab's second site: rclone's `check` against it
+    would compare sizes and MD5 at best, so verify must read the bytes back.
+    """
+
+    _ready_marker = "Starting s3 server"
+
+    def __init__(self, *, root: Path | None = None, workdir: Path | None = None, rclone: str | None = None,
+                 bucket: str = "replica") -> None:
+        super().__init__(root=root, workdir=workdir)
+        self.rclone = rclone or find_rclone()
+        self.bucket = bucket
+        (self.root / bucket).mkdir(exist_ok=True)
+        self.access_key = "nassync-test"
+        self.secret_key = make_keypair(self.workdir / "s3-secret").public_line.split()[1][:40]
+        self.config_path = self.workdir / "rclone-s3.conf"
+        self.remote_name = "s3nas"
+        self.config_path.write_text(
+            f"[{self.remote_name}]\n"
+            "type = s3\n"
+            "provider = Rclone\n"
+            f"endpoint = http://127.0.0.1:{self.port}\n"
+            f"access_key_id = {self.access_key}\n"
+            f"secret_access_key = {self.secret_key}\n"
+        )
+        self.config_path.chmod(0o600)
+
+    def _env(self) -> dict[str, str]:
+        # rclone splits list flags given in env as CSV: quote the pair.
+        return {"RCLONE_AUTH_KEY": f'"{self.access_key},{self.secret_key}"'}
+
+    def _argv(self) -> list[str]:
+        return [self.rclone, "serve", "s3", str(self.root), "--addr", f"127.0.0.1:{self.port}",
+                "--config", "/dev/null", "--dir-cache-time", "1s", "--log-level", "INFO"]
+
+    def destination(self, *, path: str = "nas", config_file: Path | None = None) -> RcloneDestination:
+        """An rclone destination in the bucket; runs land under `<bucket>/<path>`."""
+        return RcloneDestination(remote=self.remote_name, path=f"{self.bucket}/{path.strip('/')}",
+                                 configFile=str(config_file or self.config_path))
+
+    def object_path(self, path: str = "nas") -> Path:
+        """Where the server keeps the objects under `path` on disk (to corrupt them in tests)."""
+        return self.root / self.bucket / path.strip("/")
 
 
 def main() -> None:
