@@ -91,4 +91,4 @@ def test_order_is_kept_and_input_not_mutated() -> None:
 
 
 def test_types() -> None:
-    assert cond.TYPES == ("Gated", "Pushed", "Verified", "Cleaned", "Failed", "Suspended")
+    assert cond.TYPES == ("Gated", "Pushed", "Verified", "Cleaned", "Failed", "Suspended", "Replicated")

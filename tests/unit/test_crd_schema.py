@@ -303,7 +303,7 @@ def test_crd_names_and_columns() -> None:
         assert version["subresources"] == {"status": {}}
 
     columns = {c["name"]: c for c in jobs["spec"]["versions"][0]["additionalPrinterColumns"]}
-    assert list(columns) == ["Target", "Phase", "Size", "Progress", "Verified", "Age", "Error"]
+    assert list(columns) == ["Target", "Phase", "Size", "Progress", "Verified", "Copies", "Age", "Error"]
     assert columns["Size"] == {
         "name": "Size",
         "type": "integer",

@@ -20,6 +20,9 @@ DEFAULT_RESULT_PATH = "/dev/termination-log"
 SECRET_DIR = "/var/run/nassync/secret"
 SOURCE_MOUNT = "/data/source"
 DESTINATION_MOUNT = "/var/run/nassync/destination"  # a volume destination's claim
+# A cleanup pod proves every required replica: each one's Secret and volume sit
+# under REPLICA_DIR/<name>/ (the primary's stay where they always are).
+REPLICA_DIR = "/var/run/nassync/replicas"
 MAX_RESULT_BYTES = 4096
 
 Step = Literal["gate", "push", "verify", "cleanup"]
@@ -115,6 +118,14 @@ class CompletionMarker(_Model):
     match: Literal["Any", "All"] = "Any"
 
 
+class ReplicaCheck(_Model):
+    """A further copy the cleanup step proves right before deleting, like the primary."""
+
+    name: str
+    destination: Destination = Field(discriminator="type")
+    verify_method: Literal["Auto", "RemoteHash", "Download"] = Field(default="Auto", alias="verifyMethod")
+
+
 class MoverParams(_Model):
     step: Step
     source_root: str = Field(default=SOURCE_MOUNT, alias="sourceRoot")
@@ -145,6 +156,19 @@ class MoverParams(_Model):
     # <cacheDir>/nassync-owner and refuses a remote run directory that carries
     # another owner, so two SyncJobs never write into one directory.
     owner: str = ""
+    # Push and verify of a replica (spec.replicas[].name): `destination` is that
+    # copy's. A replica push copies the run as the recorded manifest describes
+    # it and never rewrites the manifest; a replica verify leaves the run's
+    # creation.json alone (the primary copy is the one the lab app reads).
+    replica: str | None = None
+    # Cleanup only: the required replicas, each proven against the manifest
+    # before anything is deleted.
+    replicas: list[ReplicaCheck] = Field(default_factory=list)
+
+    def for_replica(self, check: ReplicaCheck) -> MoverParams:
+        """These parameters aimed at one replica instead of the primary."""
+        return self.model_copy(update={"destination": check.destination, "verify_method": check.verify_method,
+                                       "replica": check.name, "replicas": []})
 
 
 class ErrorInfo(_Model):
@@ -192,6 +216,7 @@ class VerifySummary(_Model):
     differing: int = 0
     examples: list[str] = Field(default_factory=list)  # a few relpaths, for the message
     method: str = ""
+    replica: str | None = None  # the replica this check was about; None: the primary
 
 
 class CleanupSummary(_Model):

@@ -225,6 +225,7 @@ class MoverJobStatus(ApiModel):
     phase: mover_io.Step | None = None
     state: MoverJobState = "Running"
     started_at: Timestamp | None = None
+    replica: str | None = Field(default=None, max_length=63)  # the replica it works on; None: the primary
 
     @model_validator(mode="after")
     def _step_and_phase_agree(self) -> MoverJobStatus:
@@ -246,6 +247,35 @@ class RunOwner(ApiModel):
 class Deleted(ApiModel):
     files: int = Field(ge=0)
     bytes: int = Field(ge=0)
+
+
+# Where one copy stands. The primary's entry mirrors the top-level fields (the
+# phase machine's own); a replica's entry is that replica's whole memory.
+CopyState = Literal["Pending", "Pushing", "Pushed", "Verifying", "Verified", "Failed", "Skipped"]
+
+
+class DestinationStatus(ApiModel):
+    """One copy of the run: status.destinations[] (only on targets with spec.replicas)."""
+
+    name: str = Field(min_length=1, max_length=63)
+    type: Literal["rclone", "rsync", "volume"] | None = None
+    required_for_cleanup: bool = True
+    state: CopyState = "Pending"
+    message: str = Field(default="", max_length=1024)
+    remote_path: str | None = Field(default=None, max_length=4096)
+    # The manifest this copy was pushed and verified against; a new one (the
+    # run was pushed again) makes the copy Pending again.
+    manifest_sha256: str = Field(default="", max_length=64)
+    transfer: TransferStatus | None = None
+    verify_passes: int = Field(default=0, ge=0)
+    verified_at: Timestamp | None = None
+    last_verified_at: Timestamp | None = None
+    attempts: int = Field(default=0, ge=0)
+    last_error: LastError | None = None
+    next_attempt_at: Timestamp | None = None
+
+
+MAX_DESTINATIONS = 5  # the primary and at most four replicas
 
 
 class SyncJobStatus(ApiModel):
@@ -271,6 +301,12 @@ class SyncJobStatus(ApiModel):
     last_revocation_at: Timestamp | None = None  # newest override tombstone seen by a mover
     run_owner: RunOwner | None = None  # uid:gid of the run directory, as the gate found it
     deleted: Deleted | None = None  # local data deleted so far by cleanup
+    # None (absent) unless the target has spec.replicas: single-copy SyncJobs read as they always did.
+    destinations: list[DestinationStatus] | None = Field(default=None, max_length=MAX_DESTINATIONS)
+    copies: str | None = Field(default=None, max_length=16)  # "<verified>/<all>" copies, for the printer column
+
+    def destination(self, name: str) -> DestinationStatus | None:
+        return next((d for d in self.destinations or () if d.name == name), None)
 
     def condition(self, type_: str) -> Condition | None:
         return find_condition(self.conditions, type_)

@@ -15,7 +15,8 @@ already-stored object would wedge the operator instead of reporting.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -146,6 +147,31 @@ class SecretKeyRef(ApiModel):
 # transports/catalog.py.
 
 
+@dataclass(frozen=True)
+class PodSlot:
+    """Where one destination's Secret and volume sit in a mover pod.
+
+    A push or verify pod holds one destination, in the primary slot: its
+    Secret at SECRET_DIR, where the rclone configs admins write expect their
+    companion files. A cleanup pod proves every required destination, so each
+    replica gets a slot of its own under REPLICA_DIR.
+    """
+
+    secret_dir: str = mover_io.SECRET_DIR
+    mount: str = mover_io.DESTINATION_MOUNT
+    secret_volume: str = "nas-secret"
+    volume_name: str = "destination"
+
+    @classmethod
+    def for_replica(cls, name: str) -> PodSlot:
+        base = f"{mover_io.REPLICA_DIR}/{name}"
+        return cls(secret_dir=f"{base}/secret", mount=f"{base}/destination",
+                   secret_volume=f"replica-{name}-secret", volume_name=f"replica-{name}-destination")
+
+
+PRIMARY_SLOT = PodSlot()
+
+
 class RcloneDestination(ApiModel):
     """An rclone remote; the Secret holds the rclone config file."""
 
@@ -172,15 +198,13 @@ class RcloneDestination(ApiModel):
         # known_hosts_file) as /var/run/nassync/secret/<key>.
         return None
 
-    @property
-    def pod_volumes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    def pod_volumes(self, slot: PodSlot) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Volumes (and their mounts) the mover needs besides the source and the Secret."""
         return []
 
-    def to_mover(self) -> mover_io.RcloneDestination:
+    def to_mover(self, slot: PodSlot) -> mover_io.RcloneDestination:
         return mover_io.RcloneDestination(
-            remote=self.remote, path=self.path,
-            configFile=f"{mover_io.SECRET_DIR}/{self.config_secret_ref.key}")
+            remote=self.remote, path=self.path, configFile=f"{slot.secret_dir}/{self.config_secret_ref.key}")
 
 
 SSH_KEY = "ssh-privatekey"
@@ -213,19 +237,16 @@ class RsyncDestination(ApiModel):
     def secret_items(self) -> list[dict[str, str]] | None:
         return [{"key": SSH_KEY, "path": SSH_KEY}, {"key": SSH_KNOWN_HOSTS, "path": SSH_KNOWN_HOSTS}]
 
-    @property
-    def pod_volumes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    def pod_volumes(self, slot: PodSlot) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Volumes (and their mounts) the mover needs besides the source and the Secret."""
         return []
 
-    def to_mover(self) -> mover_io.RsyncDestination:
+    def to_mover(self, slot: PodSlot) -> mover_io.RsyncDestination:
         return mover_io.RsyncDestination(
             host=self.host, port=self.port, user=self.user, path=self.path,
-            keyFile=f"{mover_io.SECRET_DIR}/{SSH_KEY}",
-            knownHostsFile=f"{mover_io.SECRET_DIR}/{SSH_KNOWN_HOSTS}")
+            keyFile=f"{slot.secret_dir}/{SSH_KEY}", knownHostsFile=f"{slot.secret_dir}/{SSH_KNOWN_HOSTS}")
 
 
-DESTINATION_VOLUME = "destination"
 
 
 class VolumeDestination(ApiModel):
@@ -253,14 +274,13 @@ class VolumeDestination(ApiModel):
     def secret_items(self) -> list[dict[str, str]] | None:
         return None
 
-    @property
-    def pod_volumes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        return [({"name": DESTINATION_VOLUME, "persistentVolumeClaim": {"claimName": self.claim_name}},
-                 {"name": DESTINATION_VOLUME, "mountPath": mover_io.DESTINATION_MOUNT})]
+    def pod_volumes(self, slot: PodSlot) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [({"name": slot.volume_name, "persistentVolumeClaim": {"claimName": self.claim_name}},
+                 {"name": slot.volume_name, "mountPath": slot.mount})]
 
-    def to_mover(self) -> mover_io.VolumeDestination:
+    def to_mover(self, slot: PodSlot) -> mover_io.VolumeDestination:
         inside = self.path.strip("/")
-        return mover_io.VolumeDestination(path=mover_io.DESTINATION_MOUNT + (f"/{inside}" if inside else ""))
+        return mover_io.VolumeDestination(mount=slot.mount, path=slot.mount + (f"/{inside}" if inside else ""))
 
 
 DestinationModel = RcloneDestination | RsyncDestination | VolumeDestination
@@ -273,11 +293,13 @@ class Destination(ApiModel):
     rsync: RsyncDestination | None = None
     volume: VolumeDestination | None = None
 
+    where: ClassVar[str] = "spec.destination"  # how messages name this field
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Destination:
         chosen = [name for name in type(self).model_fields if getattr(self, name) is not None]
         if len(chosen) != 1:
-            names = " or ".join(f"spec.destination.{name}" for name in type(self).model_fields)
+            names = " or ".join(f"{self.where}.{name}" for name in type(self).model_fields)
             raise ValueError(f"exactly one of {names} must be set")
         return self
 
@@ -420,6 +442,35 @@ class Cleanup(ApiModel):
         return parse_duration(self.reverify_interval)
 
 
+# --- replicas ---------------------------------------------------------------
+
+PRIMARY = "primary"  # the name spec.destination goes by among the copies
+MAX_REPLICAS = 4
+REPLICA_NAME_MAX = 20  # leaves room in a mover Job name: <syncjob>-<step>-<n>-<name>
+REPLICA_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ReplicaDestination(Destination):
+    where: ClassVar[str] = "spec.replicas[].destination"
+
+
+class Replica(ApiModel):
+    """A further copy of every run, besides spec.destination (docs/concepts.md, "Replicas")."""
+
+    name: str = Field(min_length=1, max_length=REPLICA_NAME_MAX, pattern=REPLICA_NAME_PATTERN)
+    destination: ReplicaDestination
+    verify: Verify = Field(default_factory=Verify)
+    bandwidth: Bandwidth | None = None  # None: the target's spec.bandwidth
+    required_for_cleanup: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _not_primary(cls, value: str) -> str:
+        if value == PRIMARY:
+            raise ValueError("spec.replicas[].name must not be 'primary' (that is spec.destination)")
+        return value
+
+
 # --- mover pod --------------------------------------------------------------
 
 
@@ -500,6 +551,7 @@ class Mover(ApiModel):
 class SyncTargetSpec(ApiModel):
     source: Source
     destination: Destination
+    replicas: list[Replica] = Field(default_factory=list, max_length=MAX_REPLICAS)
     verify: Verify = Field(default_factory=Verify)
     bandwidth: Bandwidth = Field(default_factory=Bandwidth)
     concurrency: int = Field(default=1, ge=1, le=64)
@@ -507,6 +559,27 @@ class SyncTargetSpec(ApiModel):
     gate: Gate = Field(default_factory=Gate)
     cleanup: Cleanup = Field(default_factory=Cleanup)
     mover: Mover = Field(default_factory=Mover)
+
+    @field_validator("replicas")
+    @classmethod
+    def _unique_names(cls, value: list[Replica]) -> list[Replica]:
+        seen: set[str] = set()
+        for replica in value:
+            if replica.name in seen:
+                raise ValueError(f"spec.replicas lists the name {replica.name!r} twice; each copy needs its own name")
+            seen.add(replica.name)
+        return value
+
+    def replica(self, name: str) -> Replica | None:
+        return next((r for r in self.replicas if r.name == name), None)
+
+    @property
+    def required_replicas(self) -> list[Replica]:
+        return [r for r in self.replicas if r.required_for_cleanup]
+
+    def destinations(self) -> list[tuple[str, Destination]]:
+        """Every copy by name, the primary first."""
+        return [(PRIMARY, self.destination), *((r.name, r.destination) for r in self.replicas)]
 
     def source_summary(self) -> str:
         """What the Source printer column shows (`status.source`)."""

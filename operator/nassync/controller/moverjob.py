@@ -17,28 +17,41 @@ from typing import Any
 from nassync.api import mover_io
 from nassync.api.common import API_VERSION
 from nassync.api.syncjob import SyncJob
-from nassync.api.target import SyncTarget
+from nassync.api.target import PRIMARY_SLOT, DestinationModel, PodSlot, SyncTarget
 from nassync.core import names
 
 DEFAULT_IMAGE = "ghcr.io/nassync/nassync:0.1.0"
 DEFAULT_UID = 65532
 JOB_TTL_SECONDS = 7 * 24 * 3600  # keep finished movers a week: `kubectl logs` for post-mortems
-SECRET_VOLUME = "nas-secret"
 SOURCE_VOLUME = "source"
 
 
-def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mover_io.MoverParams:
+def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step,
+                 replica: str | None = None) -> mover_io.MoverParams:
+    """The mover's parameters; with `replica`, a push or verify of that copy instead of the primary."""
     spec = target.spec
+    copy = spec.replica(replica) if replica is not None else None
+    if replica is not None and copy is None:
+        raise ValueError(f"SyncTarget has no replica {replica!r}")
     last_error = job.status.last_error
+    if copy is not None:
+        entry = job.status.destination(copy.name)
+        last_error = entry.last_error if entry is not None else None
     after_mismatch = last_error is not None and last_error.kind == mover_io.ErrorKind.HASH_MISMATCH
     marker = spec.gate.completion_marker
+    destination = (copy.destination if copy is not None else spec.destination).chosen
+    bandwidth = (copy.bandwidth if copy is not None else None) or spec.bandwidth
+    checks = [] if step != "cleanup" else [
+        mover_io.ReplicaCheck(name=r.name, destination=r.destination.chosen.to_mover(PodSlot.for_replica(r.name)),
+                              verifyMethod=r.verify.method)
+        for r in spec.required_replicas]
     return mover_io.MoverParams(
         step=step,
         runPath=job.spec.run_path,
         cacheDirName=spec.source.cache_dir_name,
-        destination=spec.destination.chosen.to_mover(),
-        verifyMethod=spec.verify.method,
-        bandwidth=spec.bandwidth.to_mover(),
+        destination=destination.to_mover(PRIMARY_SLOT),
+        verifyMethod=(copy.verify if copy is not None else spec.verify).method,
+        bandwidth=bandwidth.to_mover(),
         quietPeriodSeconds=spec.gate.quiet_period_seconds,
         overrides=[o.to_mover() for o in job.spec.overrides],
         retainCache=spec.cleanup.retain_cache,
@@ -50,6 +63,8 @@ def mover_params(*, job: SyncJob, target: SyncTarget, step: mover_io.Step) -> mo
         completionMarker=marker.to_mover() if marker is not None else None,
         expectedManifestSha256=(job.status.manifest.sha256 or None) if job.status.manifest else None,
         owner=job.owner,
+        replica=replica,
+        replicas=checks,
     )
 
 
@@ -75,8 +90,35 @@ def _security(target: SyncTarget, job: SyncJob) -> tuple[dict[str, Any], dict[st
     return pod, container
 
 
-def _volumes(target: SyncTarget) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The pod's volumes and the mover container's mounts: source, credentials, destination's own, /tmp."""
+def _secret_mode(target: SyncTarget) -> int:
+    # 0440 + fsGroup on a real kubelet, else 0444 so any runAsUser can read it;
+    # the rsync transport uses a 0600 copy of its own (ssh refuses a key its
+    # user could share, e.g. a root-owned 0444 key when running as root).
+    sc = target.spec.mover.security_context
+    return 0o440 if sc is not None and sc.fs_group is not None else 0o444
+
+
+def _destination_volumes(dest: DestinationModel, slot: PodSlot, target: SyncTarget,
+                         ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One destination's credentials and volumes, placed in `slot`."""
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    if dest.secret_name is not None:
+        secret: dict[str, Any] = {"secretName": dest.secret_name, "defaultMode": _secret_mode(target)}
+        if dest.secret_items is not None:
+            secret["items"] = dest.secret_items
+        pairs.append(({"name": slot.secret_volume, "secret": secret},
+                      {"name": slot.secret_volume, "mountPath": slot.secret_dir, "readOnly": True}))
+    pairs.extend(dest.pod_volumes(slot))
+    return pairs
+
+
+def _volumes(target: SyncTarget, step: mover_io.Step,
+             replica: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's volumes and the mover container's mounts: source, credentials, destination's own, /tmp.
+
+    A replica's push or verify holds that replica in the primary slot; a
+    cleanup holds the primary there and every required replica in its own.
+    """
     src = target.spec.source.volume
     source: dict[str, Any]
     if src.host_path is not None:
@@ -88,19 +130,13 @@ def _volumes(target: SyncTarget) -> tuple[list[dict[str, Any]], list[dict[str, A
         raise ValueError("SyncTarget has no source volume")
     volumes = [source]
     mounts: list[dict[str, Any]] = [{"name": SOURCE_VOLUME, "mountPath": mover_io.SOURCE_MOUNT}]
-    dest = target.spec.destination.chosen
-    if dest.secret_name is not None:
-        secret: dict[str, Any] = {"secretName": dest.secret_name}
-        if dest.secret_items is not None:
-            secret["items"] = dest.secret_items
-        # 0440 + fsGroup on a real kubelet, else 0444 so any runAsUser can read it;
-        # the rsync transport uses a 0600 copy of its own (ssh refuses a key its
-        # user could share, e.g. a root-owned 0444 key when running as root).
-        secret["defaultMode"] = 0o440 if target.spec.mover.security_context and \
-            target.spec.mover.security_context.fs_group is not None else 0o444
-        volumes.append({"name": SECRET_VOLUME, "secret": secret})
-        mounts.append({"name": SECRET_VOLUME, "mountPath": mover_io.SECRET_DIR, "readOnly": True})
-    for volume, mount in dest.pod_volumes:
+    copy = target.spec.replica(replica) if replica is not None else None
+    pairs = _destination_volumes((copy.destination if copy else target.spec.destination).chosen, PRIMARY_SLOT,
+                                 target)
+    if step == "cleanup":
+        for r in target.spec.required_replicas:
+            pairs += _destination_volumes(r.destination.chosen, PodSlot.for_replica(r.name), target)
+    for volume, mount in pairs:
         volumes.append(volume)
         mounts.append(mount)
     volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}})
@@ -109,14 +145,15 @@ def _volumes(target: SyncTarget) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 
 def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, name: str, n: int,
-                    default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+                    default_image: str = DEFAULT_IMAGE, replica: str | None = None) -> dict[str, Any]:
     """The batch/v1 Job for one mover step (backoffLimit 0: the operator owns retries)."""
     meta = job.metadata
-    labels = names.mover_labels(syncjob=meta["name"], target=target.metadata["name"], step=step, n=n)
-    params = mover_params(job=job, target=target, step=step)
+    labels = names.mover_labels(syncjob=meta["name"], target=target.metadata["name"], step=step, n=n,
+                                replica=replica)
+    params = mover_params(job=job, target=target, step=step, replica=replica)
     pod_sc, container_sc = _security(target, job)
     mover = target.spec.mover
-    volumes, mounts = _volumes(target)
+    volumes, mounts = _volumes(target, step, replica)
     container: dict[str, Any] = {
         "name": "mover",
         "image": mover.image or default_image,
@@ -166,7 +203,8 @@ def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, na
             "name": name,
             "namespace": meta["namespace"],
             "labels": labels,
-            "annotations": {"nassync.dev/params": json.dumps({"step": step, "runPath": job.spec.run_path})},
+            "annotations": {"nassync.dev/params": json.dumps(
+                {"step": step, "runPath": job.spec.run_path} | ({"replica": replica} if replica else {}))},
             "ownerReferences": [{
                 "apiVersion": API_VERSION, "kind": "SyncJob", "name": meta["name"],
                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": False,

@@ -40,6 +40,7 @@ class CreateMoverJob:
     name: str
     attempt: int
     permit: CleanupPermit | None = field(default=None, compare=False, repr=False)
+    replica: str | None = None  # a push or verify of this replica (spec.replicas[].name) instead of the primary
 
     def __post_init__(self) -> None:
         if self.step == "cleanup" and self.permit is None:

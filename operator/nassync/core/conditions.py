@@ -30,8 +30,9 @@ VERIFIED: Final = "Verified"
 CLEANED: Final = "Cleaned"
 FAILED: Final = "Failed"
 SUSPENDED: Final = "Suspended"
+REPLICATED: Final = "Replicated"  # only on SyncJobs whose target has spec.replicas
 
-TYPES: Final = (GATED, PUSHED, VERIFIED, CLEANED, FAILED, SUSPENDED)
+TYPES: Final = (GATED, PUSHED, VERIFIED, CLEANED, FAILED, SUSPENDED, REPLICATED)
 
 
 def set_condition(

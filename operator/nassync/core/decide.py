@@ -52,6 +52,7 @@ from nassync.api.syncjob import (
     RETRY_ANNOTATION,
     VERIFY_ANNOTATION,
     Deleted,
+    DestinationStatus,
     GateFinding,
     GateStatus,
     LastError,
@@ -65,9 +66,9 @@ from nassync.api.syncjob import (
     SyncJobStatus,
     TransferStatus,
 )
-from nassync.api.target import SyncTarget
+from nassync.api.target import PRIMARY, SyncTarget
 from nassync.core import conditions as cond
-from nassync.core import interlocks
+from nassync.core import interlocks, replicas
 from nassync.core.actions import Action, CreateMoverJob, Decision, EmitEvent, EventType
 from nassync.core.backoff import (
     DEFAULT_BACKOFF_SECONDS,
@@ -77,7 +78,7 @@ from nassync.core.backoff import (
 )
 from nassync.core.conditions import ConditionStatus
 from nassync.core.humanize import human_bytes, human_seconds
-from nassync.core.interlocks import CleanupFacts, CleanupPermit
+from nassync.core.interlocks import CleanupFacts, CleanupPermit, ReplicaFacts
 from nassync.core.names import job_name
 from nassync.core.readiness import READY, Readiness
 
@@ -103,6 +104,7 @@ class ChildJob:
     step: Step
     state: ChildState
     result: MoverResult | None = None  # parsed termination message, if any
+    replica: str | None = None  # the replica it works on (its nassync.dev/replica label); None: the primary
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,11 @@ class _Run:
     requeue_after: float | None = None
     started_mover: bool = False
     verify_request: str | None = None  # a nassync.dev/verify value not yet acted on
+    # The replicas' status.destinations[] entries (core/replicas.py), edited in place.
+    replicas: list[DestinationStatus] = field(default_factory=list)
+
+    def replica(self, name: str) -> DestinationStatus | None:
+        return next((entry for entry in self.replicas if entry.name == name), None)
 
     def emit(self, type_: EventType, reason: str, message: str) -> None:
         self.actions.append(EmitEvent(type=type_, reason=reason, message=message))
@@ -191,6 +198,7 @@ def decide(
     generation_changed = job.status.observed_generation != job.generation
     run.status.observed_generation = job.generation
     _clamp_attempts(run)
+    _load_replicas(run)
     _track_mover(run)
     _adopt_orphan(run)
     _take_requests(run, generation_changed=generation_changed)
@@ -202,6 +210,7 @@ def decide(
         if not run.mover_running() and not job.spec.suspend:
             _advance(run)
     _note_progress(run, progress)
+    _summarise_copies(run)
     return Decision(status=run.status, actions=tuple(run.actions), requeue_after=run.requeue_after)
 
 
@@ -243,7 +252,7 @@ def _track_mover(run: _Run) -> None:
             run.wake_in(MOVER_APPEAR_GRACE_SECONDS - age)
             return
         _finish_mover(run, "Failed")
-        _failed(
+        _mover_failed(
             run,
             step=step,
             kind=ErrorKind.UNKNOWN,
@@ -288,10 +297,26 @@ def _consume(run: _Run, *, step: Step, child: ChildJob) -> None:
     problem = _problem(spec, child)
     if problem is not None:
         kind, message = problem
-        _failed(run, step=step, kind=kind, message=message, result=result)
+        _mover_failed(run, step=step, kind=kind, message=message, result=result)
         return
     assert result is not None
+    replica = run.status.mover_job.replica if run.status.mover_job else None
+    if replica is not None:
+        _replica_done(run, replica, step, result)
+        return
     spec.done(run, result)
+
+
+def _mover_failed(run: _Run, *, step: Step, kind: ErrorKind, message: str, result: MoverResult | None = None) -> None:
+    """A mover failed: a replica's failure is that replica's alone, else the phase machine's."""
+    replica = run.status.mover_job.replica if run.status.mover_job else None
+    if replica is None:
+        _failed(run, step=step, kind=kind, message=message, result=result)
+        return
+    entry = run.replica(replica)
+    if entry is None or step not in ("push", "verify"):
+        return  # the replica left the target's spec meanwhile: nothing to record
+    _replica_failed(run, entry, step=step, kind=kind, message=message)
 
 
 def _note_revocation(run: _Run, value: str) -> None:
@@ -468,6 +493,10 @@ def _cleanup_done(run: _Run, result: MoverResult) -> None:
     _note_deleted(run, result)
     files = summary.files_deleted if summary else 0
     freed = summary.bytes_freed if summary else 0
+    skipped = replicas.skip_unmade(run.replicas)
+    if skipped:
+        run.emit("Warning", "ReplicaSkipped", f"replica(s) {', '.join(skipped)} (requiredForCleanup: false) were not "
+                                              "verified before the local data was deleted; they will not be made")
     run.status.cleaned_at = run.now
     message = f"deleted {files} local files, freed {human_bytes(freed)}; the NAS copy is verified"
     run.condition(cond.CLEANED, "True", "Cleaned", message)
@@ -491,6 +520,8 @@ def _failed(run: _Run, *, step: Step, kind: ErrorKind, message: str, result: Mov
     status = run.status
     if step == "cleanup":
         _note_deleted(run, result)
+    if step == "cleanup" and kind is ErrorKind.HASH_MISMATCH and _replica_refused_cleanup(run, message, result):
+        return
     if kind is ErrorKind.HASH_MISMATCH and step in ("verify", "cleanup"):
         message = _mismatch_message(run, step, message, result)
         _forget_verification(run, "RemoteMismatch", message)
@@ -565,12 +596,18 @@ def _take_requests(run: _Run, *, generation_changed: bool) -> None:
         status.handled_retry = retry
         if status.phase in (Phase.FAILED, Phase.BLOCKED) and not run.mover_running():
             _rearm(run, "RetryRequested", f"retry requested ({RETRY_ANNOTATION}={retry})")
+        again = replicas.rearm(run.replicas)  # a failed replica never has a mover running
+        if again:
+            run.emit("Normal", "RetryRequested",
+                     f"retry requested ({RETRY_ANNOTATION}={retry}) for replica(s) {', '.join(again)}")
     if status.phase == Phase.BLOCKED and generation_changed:
         _rearm(run, "SpecChanged", "the spec changed (e.g. spec.overrides); checking again")
     verify = annotations.get(VERIFY_ANNOTATION)
     if verify is not None and verify != status.handled_verify:
-        if status.phase == Phase.VERIFIED and not run.mover_running():
-            run.verify_request = verify  # recorded once the verify actually starts
+        if status.phase == Phase.VERIFIED:
+            if not run.mover_running():
+                run.verify_request = verify  # recorded once the verify actually starts
+            # else a replica's mover runs in Verified: the request waits for it
         else:
             # Outside Verified a verify is either coming anyway or pointless.
             status.handled_verify = verify
@@ -678,6 +715,8 @@ def _audit_when_due(run: _Run, spec: StepSpec) -> None:
     run.set_phase(Phase.VERIFIED, reason="Resumed", message="re-checking cleanup interlocks")
     if not spec.waits_for_backoff or _due(run):  # a failed cleanup waits out its backoff
         _audit(run)
+    else:
+        _replica_work(run)  # replicas keep their own schedule meanwhile
 
 
 def _due(run: _Run) -> bool:
@@ -688,11 +727,13 @@ def _due(run: _Run) -> bool:
     return True
 
 
-def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None) -> bool:
-    """Ask for mover n = moverRuns + 1 running `step`; False when it must wait."""
+def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None, replica: str | None = None) -> bool:
+    """Ask for mover n = moverRuns + 1 running `step` (on `replica`, if given); False when it must wait."""
     status = run.status
     if run.job.spec.suspend or run.started_mover:
         return False
+    if replica is not None:
+        return _start_replica(run, step, replica)
     if not run.slot_available:
         concurrency = run.target.spec.concurrency if run.target else 1
         _hold(run, step, "WaitingForSlot", f"waiting for a mover slot (concurrency {concurrency})")
@@ -711,10 +752,15 @@ def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None) -> boo
     return True
 
 
-def _record_mover(run: _Run, *, step: Step, name: str, n: int) -> None:
+def _record_mover(run: _Run, *, step: Step, name: str, n: int, replica: str | None = None) -> None:
     status = run.status
     status.mover_runs = n
-    status.mover_job = MoverJobStatus(name=name, step=step, state="Running", started_at=run.now)
+    status.mover_job = MoverJobStatus(name=name, step=step, state="Running", started_at=run.now, replica=replica)
+    if replica is not None:
+        entry = run.replica(replica)
+        if entry is not None and step in ("push", "verify"):
+            replicas.started(entry, "push" if step == "push" else "verify", now=run.now, job_name=name)
+        return
     status.next_attempt_at = None
     if step == "push":
         status.transfer = TransferStatus(started_at=run.now)
@@ -731,16 +777,17 @@ def _adopt_orphan(run: _Run) -> None:
     if run.mover_running():
         return
     n = run.status.mover_runs + 1
-    names = (job_name(syncjob=run.job.name, step=step, n=n) for step in STEPS)
+    copies: list[str | None] = [None, *(entry.name for entry in run.replicas)]
+    names = (job_name(syncjob=run.job.name, step=step, n=n, replica=copy) for copy in copies for step in STEPS)
     orphan = next((run.children[name] for name in names if name in run.children), None)
     if orphan is None:
         return
-    _record_mover(run, step=orphan.step, name=orphan.name, n=n)
-    run.set_phase(
-        STEP_TABLE[orphan.step].phase,
-        reason="MoverAdopted",
-        message=f"following mover Job {orphan.name}, created before the operator restarted",
-    )
+    _record_mover(run, step=orphan.step, name=orphan.name, n=n, replica=orphan.replica)
+    message = f"following mover Job {orphan.name}, created before the operator restarted"
+    if orphan.replica is None:
+        run.set_phase(STEP_TABLE[orphan.step].phase, reason="MoverAdopted", message=message)
+    else:
+        run.emit("Normal", "MoverAdopted", message)
     _track_mover(run)
 
 
@@ -771,6 +818,10 @@ def _cleanup_facts(run: _Run) -> CleanupFacts:
         verified_at=run.status.verified_at,
         min_age_after_verify=min_age,
         last_revocation_at=run.status.last_revocation_at,
+        replicas=tuple(
+            ReplicaFacts(name=entry.name, verified=entry.state == "Verified", verify_passes=entry.verify_passes,
+                         verified_at=entry.verified_at, standing=replicas.standing(entry))
+            for entry in run.replicas if entry.required_for_cleanup),
     )
 
 
@@ -780,6 +831,9 @@ def _audit(run: _Run) -> None:
     if run.verify_request is not None:
         if _start(run, "verify"):
             run.status.handled_verify = run.verify_request
+            replicas.request_verify(run.replicas)
+        return
+    if _replica_work(run):
         return
     facts = _cleanup_facts(run)
     unmet = interlocks.unmet(facts, now=run.now)
@@ -832,6 +886,128 @@ def _defer_cleanup(run: _Run, unmet: tuple[interlocks.Check, ...]) -> None:
     if current is None or (current.reason, current.message) != (reason, message):
         run.emit("Normal", "CleanupDeferred", f"cleanup deferred: {message}")
     run.condition(cond.CLEANED, "False", reason, message)
+
+
+# --- replicas (core/replicas.py) -----------------------------------------------------
+
+
+def _load_replicas(run: _Run) -> None:
+    """The replicas' entries this call works on: the target's spec.replicas, memory kept by name."""
+    if run.target is None:
+        # Unknown target: keep what the status says, start nothing new.
+        run.replicas = [e.model_copy(deep=True) for e in run.status.destinations or () if e.name != PRIMARY]
+        return
+    run.replicas = replicas.track(run.status, run.target, run_path=run.job.spec.run_path)
+
+
+def _summarise_copies(run: _Run) -> None:
+    """status.destinations, status.copies and the Replicated condition; absent without replicas."""
+    status = run.status
+    if run.target is not None and not run.target.spec.replicas:
+        status.destinations = None
+        status.copies = None
+        return
+    if run.target is None:
+        return
+    entries = [replicas.primary_entry(status, run.target), *run.replicas]
+    status.destinations = entries
+    status.copies = replicas.copies(entries)
+    waiting = replicas.unverified(run.replicas, required_only=False)
+    if not waiting:
+        run.condition(cond.REPLICATED, "True", "Verified", f"all {len(run.replicas)} replica(s) hold a verified copy")
+        return
+    states = {entry.state for entry in waiting}
+    reason = "ReplicaFailed" if "Failed" in states else (
+        "ReplicaRetrying" if any(e.last_error is not None for e in waiting) else "ReplicaPending")
+    done = len(run.replicas) - len(waiting)
+    message = f"{done} of {len(run.replicas)} replica(s) verified; " + "; ".join(map(replicas.describe, waiting))
+    if not status.phase.nas_copy_proven and status.phase != Phase.FAILED:
+        message += " (replicas are made once the primary copy is verified)"
+    run.condition(cond.REPLICATED, "False", reason, message[:1024])
+
+
+def _replica_work(run: _Run) -> bool:
+    """Start the replica mover that is due, if any; True when one was started."""
+    if not run.replicas or run.target is None or run.job.spec.suspend:
+        return False
+    policy = run.target.spec.cleanup
+    audits = policy.enabled and not run.job.spec.cleanup.hold  # only cleanup needs more than one pass
+    try:
+        interval: float | None = policy.reverify_interval_seconds
+    except ValueError:
+        interval = None
+    work, later = replicas.next_work(run.replicas, now=run.now, min_passes=policy.min_verify_passes if audits else 1,
+                                     reverify_interval=interval)
+    if later is not None:
+        run.wake_at(later)
+    if work is None:
+        return False
+    return _start(run, work.step, replica=work.replica)
+
+
+def _start_replica(run: _Run, step: Step, replica: str) -> bool:
+    entry = run.replica(replica)
+    if entry is None:
+        return False
+    if not run.slot_available:
+        concurrency = run.target.spec.concurrency if run.target else 1
+        entry.message = f"{step} waiting for a mover slot (concurrency {concurrency})"
+        run.wake_in(SLOT_POLL_SECONDS)
+        return False
+    n = run.status.mover_runs + 1
+    name = job_name(syncjob=run.job.name, step=step, n=n, replica=replica)
+    run.actions.append(CreateMoverJob(step=step, name=name, attempt=n, replica=replica))
+    run.started_mover = True
+    _record_mover(run, step=step, name=name, n=n, replica=replica)
+    # Literal reasons, so that docs/operations.md can be checked against them.
+    message = f"{step} of replica {replica} started (mover Job {name})"
+    run.emit("Normal", "ReplicaPushStarted" if step == "push" else "ReplicaVerifyStarted", message)
+    return True
+
+
+def _replica_done(run: _Run, replica: str, step: Step, result: MoverResult) -> None:
+    entry = run.replica(replica)
+    if entry is None:
+        return
+    if step == "push":
+        recorded = run.status.manifest.sha256 if run.status.manifest else ""
+        if result.manifest is None or result.manifest.sha256 != recorded:
+            _replica_failed(run, entry, step="push", kind=ErrorKind.UNKNOWN,
+                            message="the replica push copied a run whose manifest is not the recorded one")
+            return
+        run.emit("Normal", "ReplicaPushed", replicas.pushed(entry, result, now=run.now))
+    elif step == "verify":
+        run.emit("Normal", "ReplicaVerified", replicas.verified(entry, now=run.now))
+
+
+def _replica_failed(run: _Run, entry: DestinationStatus, *, step: Step, kind: ErrorKind, message: str) -> None:
+    limit, schedule = _retry_policy(run)
+    text = replicas.failed(entry, step="push" if step == "push" else "verify" if step == "verify" else "cleanup",
+                           kind=kind, message=message, now=run.now, max_attempts=limit, schedule=schedule)
+    if kind is ErrorKind.HASH_MISMATCH:
+        run.emit("Warning", "VerifyMismatch", text)
+    else:
+        run.emit("Warning", "ReplicaFailed", text)
+    if entry.next_attempt_at is not None:
+        run.wake_at(entry.next_attempt_at)
+
+
+def _replica_refused_cleanup(run: _Run, message: str, result: MoverResult | None) -> bool:
+    """A cleanup pod found a required replica not matching the manifest: that replica is made again.
+
+    Nothing was deleted (every copy is proven before the first delete). The
+    primary's passes stay; only the replica starts over, and cleanup waits for it.
+    """
+    name = result.verify.replica if result is not None and result.verify is not None else None
+    entry = run.replica(name) if name else None
+    if entry is None or _partly_cleaned(run):
+        return False
+    _replica_failed(run, entry, step="cleanup", kind=ErrorKind.HASH_MISMATCH, message=message)
+    text = f"cleanup refused: {message}; replica {entry.name} is pushed again before cleanup is tried again"
+    run.status.next_attempt_at = None
+    run.condition(cond.CLEANED, "False", "ReplicaMismatch", text[:1024])
+    run.set_phase(Phase.VERIFIED, reason="ReplicaMismatch", message=text, type_="Warning")
+    return True
 
 
 # --- the step table ------------------------------------------------------------------

@@ -8,7 +8,9 @@ interlock holds (docs/concepts.md, "Cleanup and its interlocks"):
 3. `verifyPasses >= minVerifyPasses` (at least one, whatever the target says);
 4. `now - verifiedAt >= minAgeAfterVerify`;
 5. no override was revoked within `minAgeAfterVerify` (a revocation means
-   someone changed their mind about data that was let through the gate).
+   someone changed their mind about data that was let through the gate);
+6. every replica that is `requiredForCleanup` is verified, as often and as
+   long ago as the primary must be (core/replicas.py).
 
 Each interlock is a named check with a message a lab admin understands, so the
 operator can say exactly *which* one defers cleanup. A missing or unparseable
@@ -33,6 +35,17 @@ from nassync.core.humanize import human_seconds
 
 
 @dataclass(frozen=True)
+class ReplicaFacts:
+    """One required replica, as the interlocks see it."""
+
+    name: str
+    verified: bool  # its current state is Verified
+    verify_passes: int
+    verified_at: datetime | str | None
+    standing: str = ""  # where it stands, in words, for the message
+
+
+@dataclass(frozen=True)
 class CleanupFacts:
     """Everything the interlocks look at, as plain values.
 
@@ -47,6 +60,7 @@ class CleanupFacts:
     verified_at: datetime | str | None
     min_age_after_verify: float | None
     last_revocation_at: datetime | str | None = None
+    replicas: tuple[ReplicaFacts, ...] = ()  # the required ones only
 
 
 @dataclass(frozen=True)
@@ -152,12 +166,39 @@ def check_no_recent_revocation(facts: CleanupFacts, *, now: datetime) -> Check:
     )
 
 
+def _replica_problem(replica: ReplicaFacts, facts: CleanupFacts, *, now: datetime) -> tuple[str, str] | None:
+    """Why `replica` does not allow cleanup yet (reason, words), or None."""
+    if not replica.verified:
+        return "ReplicaNotVerified", f"replica {replica.name} is not verified: {replica.standing or 'not yet'}"
+    passes = check_verify_passes(CleanupFacts(
+        enabled=True, hold=False, verify_passes=replica.verify_passes,
+        min_verify_passes=facts.min_verify_passes, verified_at=None, min_age_after_verify=None))
+    if not passes.ok:
+        return "ReplicaNotEnoughVerifyPasses", f"replica {replica.name}: {passes.message}"
+    age = check_age_after_verify(CleanupFacts(
+        enabled=True, hold=False, verify_passes=None, min_verify_passes=None,
+        verified_at=replica.verified_at, min_age_after_verify=facts.min_age_after_verify), now=now)
+    if not age.ok:
+        return "ReplicaTooSoonAfterVerify", f"replica {replica.name}: {age.message}"
+    return None
+
+
+def check_replicas(facts: CleanupFacts, *, now: datetime) -> Check:
+    name = "ReplicasVerified"
+    problems = [p for p in (_replica_problem(r, facts, now=now) for r in facts.replicas) if p is not None]
+    if not problems:
+        verified = len(facts.replicas)
+        return Check(name, True, name, f"{verified} required replica(s) verified" if verified else "no replicas")
+    return Check(name, False, problems[0][0], "; ".join(message for _, message in problems))
+
+
 INTERLOCKS = (
     "CleanupEnabled",
     "NotOnHold",
     "VerifyPasses",
     "AgeAfterVerify",
     "NoRecentRevocation",
+    "ReplicasVerified",
 )
 
 
@@ -169,6 +210,7 @@ def evaluate(facts: CleanupFacts, *, now: datetime) -> tuple[Check, ...]:
         check_verify_passes(facts),
         check_age_after_verify(facts, now=now),
         check_no_recent_revocation(facts, now=now),
+        check_replicas(facts, now=now),
     )
 
 
@@ -213,7 +255,8 @@ def earliest_recheck(facts: CleanupFacts, *, now: datetime) -> datetime | None:
     min_age = facts.min_age_after_verify
     if min_age is None or min_age < 0:
         return None
-    for stamp in (facts.verified_at, facts.last_revocation_at):
+    stamps = (facts.verified_at, facts.last_revocation_at, *(r.verified_at for r in facts.replicas if r.verified))
+    for stamp in stamps:
         try:
             since = parse_time(stamp)
         except InvalidTime:

@@ -34,6 +34,7 @@ LABEL_SYNCJOB = f"{GROUP}/syncjob"
 LABEL_STEP = f"{GROUP}/step"
 LABEL_TARGET = f"{GROUP}/target"
 LABEL_RUN = f"{GROUP}/run"  # the mover run number n, as a string
+LABEL_REPLICA = f"{GROUP}/replica"  # only on the Jobs of a replica (spec.replicas[].name)
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "nassync"
 
@@ -51,19 +52,23 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
 
 
-def job_name(*, syncjob: str, step: Step, n: int) -> str:
-    """The name of the n-th mover Job of `syncjob`, running `step`.
+def job_name(*, syncjob: str, step: Step, n: int, replica: str | None = None) -> str:
+    """The name of the n-th mover Job of `syncjob`, running `step` (on `replica`, if given).
 
-    `<syncjob>-<step>-<n>` when that is a valid DNS-1123 label; otherwise
-    `<syncjob, sanitised and truncated>-<hash8>-<step>-<n>`, where the hash is
-    over the plain name, so every Job name still ends in `-<step>-<n>`.
+    `<syncjob>-<step>-<n>` (`<syncjob>-<step>-<n>-<replica>` for a replica) when
+    that is a valid DNS-1123 label; otherwise the SyncJob part is sanitised,
+    truncated and followed by a hash of the plain name, so every Job name still
+    ends in `-<step>-<n>` (or `-<step>-<n>-<replica>`). A replica name starts
+    with a letter, so a replica's Job never reads as another SyncJob's
+    `-<step>-<n>`.
     """
     if n < 1:
         raise ValueError(f"mover run numbers start at 1, got {n}")
-    plain = f"{syncjob}-{step}-{n}"
+    tail = f"-{step}-{n}" + (f"-{replica}" if replica else "")
+    plain = f"{syncjob}{tail}"
     if is_dns1123_label(plain):
         return plain
-    suffix = f"-{_digest(plain)}-{step}-{n}"
+    suffix = f"-{_digest(plain)}{tail}"
     room = MAX_NAME_LENGTH - len(suffix)
     prefix = _NOT_LABEL_CHAR.sub("-", syncjob.lower())[:room].strip("-")
     name = f"{prefix}{suffix}" if prefix else suffix.lstrip("-")
@@ -85,15 +90,18 @@ def label_value(value: str) -> str:
     return f"{prefix}{suffix}" if prefix else suffix[1:]
 
 
-def mover_labels(*, syncjob: str, target: str, step: Step, n: int) -> dict[str, str]:
+def mover_labels(*, syncjob: str, target: str, step: Step, n: int, replica: str | None = None) -> dict[str, str]:
     """The labels every mover Job of `syncjob` carries."""
-    return {
+    labels = {
         LABEL_SYNCJOB: label_value(syncjob),
         LABEL_TARGET: label_value(target),
         LABEL_STEP: step,
         LABEL_RUN: str(n),
         LABEL_MANAGED_BY: MANAGED_BY,
     }
+    if replica:
+        labels[LABEL_REPLICA] = replica
+    return labels
 
 
 def children_selector(*, syncjob: str) -> str:

@@ -16,8 +16,11 @@ keys are mounted files, named by path in env vars or in ssh `-i`/`-o` options.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -217,3 +220,27 @@ def resolve_method(transport: Transport, requested: str) -> HashMethod:
     if requested == "Download":
         return "Download"
     return "RemoteHash" if transport.supports_remote_sha256 else "Download"
+
+
+_PRIVATE_COPIES: dict[str, str] = {}
+
+
+def private_copy(source: str, data: bytes) -> str:
+    """A 0600 file holding `data`, owned by this process, in a private temporary directory.
+
+    One per `source` for the life of the process (the pod's /tmp is an
+    emptyDir). Used where a tool needs a file the mounted Secret cannot give
+    as it is: ssh refuses a key others may read, and a replica's rclone config
+    in a cleanup pod names its companion files where the Secret is not.
+    """
+    copy = _PRIVATE_COPIES.get(source)
+    if copy is not None and os.path.exists(copy):
+        return copy
+    directory = tempfile.mkdtemp(prefix="nassync-private-")
+    atexit.register(shutil.rmtree, directory, True)
+    copy = os.path.join(directory, os.path.basename(source) or "file")
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    _PRIVATE_COPIES[source] = copy
+    return copy

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nassync.api.common import has_control_character
-from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, RcloneDestination, remote_run_path
+from nassync.api.mover_io import SECRET_DIR, Bandwidth, ErrorInfo, ErrorKind, RcloneDestination, remote_run_path
 from nassync.transports.bandwidth import rclone_timetable
 from nassync.transports.base import (
     DEFAULT_PUSH,
@@ -45,6 +45,7 @@ from nassync.transports.base import (
     TransferProgress,
     TransportError,
     anchored,
+    private_copy,
     run_probe,
 )
 from nassync.transports.classify import (
@@ -91,6 +92,27 @@ RCLONE_RULES: tuple[Rule, ...] = (
     ),
     *SHARED_RULES,
 )
+
+
+def config_in_place(config_file: str) -> str:
+    """The config to run rclone with: `config_file`, or a private copy whose companion files are found.
+
+    Admins write companion files (key_file, known_hosts_file) as
+    /var/run/nassync/secret/<key>, where push and verify pods mount the
+    Secret. A cleanup pod mounts a replica's Secret elsewhere
+    (REPLICA_DIR/<name>/secret), so that replica's config is used from a
+    copy naming its own directory instead.
+    """
+    directory = os.path.dirname(config_file)
+    if directory == SECRET_DIR:
+        return config_file
+    try:
+        text = Path(config_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return config_file  # rclone reports an unreadable config in its own words
+    if f"{SECRET_DIR}/" not in text:
+        return config_file
+    return private_copy(config_file, text.replace(f"{SECRET_DIR}/", f"{directory}/").encode("utf-8"))
 
 
 def find_rclone() -> str:
@@ -176,7 +198,7 @@ class RcloneTransport:
 
     def _env(self, *, time_zone: str = "UTC") -> dict[str, str]:
         return {
-            "RCLONE_CONFIG": self.destination.config_file,
+            "RCLONE_CONFIG": config_in_place(self.destination.config_file),
             "RCLONE_SFTP_HASHES": "sha256",
             "RCLONE_SFTP_SHELL_TYPE": "unix",
             "RCLONE_SFTP_SHA256SUM_COMMAND": "sha256sum",
@@ -266,7 +288,10 @@ class RcloneTransport:
         )
 
     def _probe(self, *args: str) -> tuple[int, bytes, list[str]]:
-        command = Command(argv=(self._rclone, *args), env=self._env())
+        # rclone's default 10 low-level retries turn an object store that is
+        # down into minutes of backoff per probe; 3 ride out a blip (~16 s).
+        command = Command(argv=(self._rclone, *args, "--low-level-retries", "3", "--contimeout", "60s",
+                                "--timeout", "300s"), env=self._env())
         done = run_probe(command)
         return done.returncode, done.stdout, done.stderr.splitlines()
 
@@ -321,12 +346,28 @@ class RcloneTransport:
         return hashes
 
     def read_remote_file(self, *, run_path: str, relpath: str) -> bytes | None:
-        rc, out, err = self._probe("cat", self._target(run_path, relpath))
+        target = self._target(run_path, relpath)
+        rc, out, err = self._probe("cat", target)
         if rc in _NOT_FOUND_RCS:
             return None
         if rc != 0:
             raise TransportError(self.classify(returncode=rc, messages=err))
+        if not out and not self._is_file(target):
+            # Object stores have no "not found" for cat: a missing object reads
+            # as an empty (virtual) directory, and cat prints nothing.
+            return None
         return out
+
+    def _is_file(self, target: str) -> bool:
+        rc, out, err = self._probe("lsjson", "--stat", target)
+        if rc in _NOT_FOUND_RCS:
+            return False
+        if rc != 0:
+            raise TransportError(self.classify(returncode=rc, messages=err))
+        try:
+            return json.loads(out.decode("utf-8")).get("IsDir") is False
+        except (ValueError, AttributeError):
+            return False
 
     def find_remote_files(self, *, run_path: str, name: str) -> list[str]:
         rc, out, err = self._probe("lsjson", "-R", "--files-only", "--include", f"**/{name}", self._target(run_path))

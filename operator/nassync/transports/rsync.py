@@ -24,15 +24,11 @@ file), for NAS boxes whose shell lacks sha256sum.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +44,7 @@ from nassync.transports.base import (
     TransferProgress,
     TransportError,
     anchored,
+    private_copy,
     run_probe,
 )
 from nassync.transports.classify import RSYNC_EXIT_KINDS, SHARED_RULES, classify
@@ -303,32 +300,18 @@ def parse_progress2(line: str) -> TransferProgress | None:
     )
 
 
-_KEY_COPIES: dict[str, str] = {}
-
-
 def private_key_copy(key_file: str) -> str:
-    """A 0600 copy of `key_file` owned by this process, in a private temporary directory.
+    """A 0600 copy of `key_file` owned by this process (transports.base.private_copy).
 
     A Secret volume's files are 0444 (or 0440 with fsGroup) and owned by root:
     a mover running as root owns a key others may read, which ssh refuses
-    ("UNPROTECTED PRIVATE KEY FILE"). The copy lives as long as the process
-    (the pod's /tmp is an emptyDir).
+    ("UNPROTECTED PRIVATE KEY FILE").
     """
-    copy = _KEY_COPIES.get(key_file)
-    if copy is not None and os.path.exists(copy):
-        return copy
     try:
         data = Path(key_file).read_bytes()
     except OSError:
         return key_file  # let ssh report the missing or unreadable key in its own words
-    directory = tempfile.mkdtemp(prefix="nassync-key-")
-    atexit.register(shutil.rmtree, directory, True)
-    copy = os.path.join(directory, "id")
-    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    _KEY_COPIES[key_file] = copy
-    return copy
+    return private_copy(key_file, data)
 
 
 def _member_path(name: str) -> str:

@@ -11,7 +11,9 @@ the pod the rule is "any doubt, no delete":
    required). If the run's own copy is gone (a cleanup that stopped part way),
    the NAS's copy is used, checked against the same digest: a retried cleanup
    finishes from what the NAS proves.
-3. The NAS must match the manifest *now*, not just at the last verify.
+3. The NAS must match the manifest *now*, not just at the last verify, and so
+   must every replica that is requiredForCleanup (`params.replicas`): each
+   copy the lab counts on is proven right before the first delete.
 4. A local marker records that deleting began: from then on the run is never
    pushed again (its emptied tree would replace the NAS manifest).
 5. mover/deletion.py proves the local side file by file and deletes.
@@ -21,7 +23,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from nassync.api.mover_io import CleanupSummary, ErrorInfo, ErrorKind, ManifestSummary, MoverParams, MoverResult
+from nassync.api.mover_io import (
+    CleanupSummary,
+    ErrorInfo,
+    ErrorKind,
+    ManifestSummary,
+    MoverParams,
+    MoverResult,
+    VerifySummary,
+)
 from nassync.mover import fsio
 from nassync.mover.creation import load_creation
 from nassync.mover.deletion import CleanupIncomplete, CleanupRefused, delete_run_data
@@ -88,6 +98,17 @@ def _manifest(run: OpenRun, log: MoverLog) -> tuple[dict[str, str], ManifestSumm
     return manifest, summary
 
 
+def _check_replica(params: MoverParams, manifest: dict[str, str], log: MoverLog) -> None:
+    try:
+        remote_check(params, manifest, log)
+    except StepFailed as exc:
+        if not exc.info.message.startswith("replica "):
+            exc.info = ErrorInfo(kind=exc.info.kind, message=f"replica {params.replica}: {exc.info.message}")
+        if "verify" not in exc.partial:
+            exc.partial["verify"] = VerifySummary(replica=params.replica)
+        raise
+
+
 def _mark_started(run: OpenRun) -> None:
     cache_fd = run.cache_fd(create=True)
     assert cache_fd is not None
@@ -109,6 +130,8 @@ def _cleanup(run: OpenRun, *, log: MoverLog, now: datetime) -> MoverResult:
     try:
         manifest, summary = _manifest(run, log)
         checked = remote_check(params, manifest, log)
+        for replica in params.replicas:
+            _check_replica(params.for_replica(replica), manifest, log)
     except StepFailed as exc:
         exc.info = ErrorInfo(kind=exc.info.kind, message=exc.info.message + "; nothing deleted")
         exc.partial.setdefault("last_revocation_at", revoked)

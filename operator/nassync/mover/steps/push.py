@@ -32,7 +32,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import FrameType
@@ -61,7 +61,7 @@ from nassync.mover.manifest import (
 from nassync.mover.outcome import StepFailed, examples, fail
 from nassync.mover.progress import ProgressReporter
 from nassync.mover.rules import display_path
-from nassync.mover.run import OpenRun, existing_run
+from nassync.mover.run import OpenRun, existing_run, load_manifest
 from nassync.transports.bandwidth import limit_at, next_change
 from nassync.transports.base import Command, PushOptions, Transport, TransportError
 from nassync.transports.catalog import transport_for
@@ -161,7 +161,7 @@ def run_with_progress(command: Command, *, transport: Transport, reporter: Progr
     return RunOutcome(returncode=returncode, lines=tuple(tail))
 
 
-def vanished_files(run_fd: int, manifest: Manifest) -> list[str]:
+def vanished_files(run_fd: int, manifest: Iterable[str]) -> list[str]:
     """Manifest files that are gone, or are no longer regular files (a directory or link took their place)."""
     gone: list[str] = []
     for relpath in manifest:
@@ -251,7 +251,7 @@ def _build_manifest(run: OpenRun, log: MoverLog) -> Manifest:
     return manifest
 
 
-def _check_names(transport: Transport, manifest: Manifest, summary: ManifestSummary) -> None:
+def _check_names(transport: Transport, manifest: Iterable[str], summary: ManifestSummary) -> None:
     problems = [(p, why) for p in manifest if (why := transport.name_problem(p)) is not None]
     if problems:
         shown = ", ".join(repr(display_path(p)) for p, _ in problems[:3])
@@ -272,6 +272,26 @@ def _write_cache(run: OpenRun, manifest: Manifest) -> None:
     with fsio.opened(cache_fd):
         write_manifest(run.fd, cache_dir_name=run.params.cache_dir_name, manifest=manifest)
         fsio.write_atomic(cache_fd, OWNER_MARKER, (run.params.owner + "\n").encode("utf-8"))
+
+
+def _recorded_manifest(run: OpenRun) -> tuple[dict[str, str], ManifestSummary]:
+    """A replica's push copies the run the primary's push recorded, manifest included, and never rewrites it.
+
+    Whether the bytes it copies are still those of the manifest is for the
+    replica's verify to prove; here the manifest must be the recorded one and
+    every file in it must still be there.
+    """
+    if not run.params.expected_manifest_sha256:
+        raise fail(ErrorKind.CONFIG, "a replica push needs expectedManifestSha256 (the primary's manifest); "
+                                     "nothing was copied")
+    manifest, summary = load_manifest(run)
+    gone = vanished_files(run.fd, manifest)
+    if gone:
+        shown = ", ".join(display_path(p) for p in examples(gone, limit=3))
+        raise fail(ErrorKind.LOCAL_VANISHED, f"{len(gone)} file(s) of the recorded manifest are no longer in the "
+                                             f"run, e.g. {shown}; nothing was copied", manifest=summary)
+    size = sum(fsio.lstat_at(run.fd, relpath).st_size for relpath in manifest)
+    return manifest, summary.model_copy(update={"bytes": size})
 
 
 def _cleanup_started(run: OpenRun) -> bool:
@@ -333,16 +353,22 @@ def _push(run: OpenRun, *, log: MoverLog, now: datetime) -> MoverResult:
         raise fail(ErrorKind.CONFIG, f"{problem}; nothing was copied")
     check_remote_claims(transport, params)
     check_remote_manifest(transport, params)
-    manifest = _build_manifest(run, log)
-    summary = ManifestSummary(files=manifest.files, bytes=manifest.bytes, sha256=manifest.digest())
-    if not manifest:
-        raise fail(ErrorKind.LOCAL_VANISHED, "the run holds no regular files (run_empty); nothing was pushed",
-                   manifest=summary)
-    _check_names(transport, manifest, summary)
-    _write_cache(run, manifest)
+    manifest: Iterable[str]
+    if params.replica is None:
+        built = _build_manifest(run, log)
+        summary = ManifestSummary(files=built.files, bytes=built.bytes, sha256=built.digest())
+        if not built:
+            raise fail(ErrorKind.LOCAL_VANISHED, "the run holds no regular files (run_empty); nothing was pushed",
+                       manifest=summary)
+        _check_names(transport, built, summary)
+        _write_cache(run, built)
+        manifest = built
+    else:
+        manifest, summary = _recorded_manifest(run)
+        _check_names(transport, manifest, summary)
 
     limit = limit_at(params.bandwidth, now)
-    reporter = ProgressReporter(step="push", total_bytes=manifest.bytes)
+    reporter = ProgressReporter(step="push", total_bytes=summary.bytes)
     markers = tuple(m for m in _markers(params) if m in manifest)
     options = PushOptions(compare_content=params.compare_content, exclude=markers)
     outcome = _copy(transport, run, options=options, reporter=reporter, log=log, now=now)

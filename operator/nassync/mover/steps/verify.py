@@ -13,7 +13,10 @@ Three checks, cheapest meaningful first:
 
 Once verified, the run's creation.json says `synced` (when it has one: the
 lab app's file, rewritten keeping its owner and mode) and its copy on the NAS
-is replaced, so that the NAS copy says it too. `remote_check` is shared with
+is replaced, so that the NAS copy says it too. A replica's verify
+(`params.replica`) does only check 3: what it proves is that copy, the local
+side is the primary's verify's and the cleanup's business, and the lab app
+reads the primary's creation.json. `remote_check` is shared with
 the cleanup step (steps/cleanup.py), whose last act before deleting is this
 same comparison.
 """
@@ -25,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from nassync.api.mover_io import ErrorKind, MoverParams, MoverResult, VerifySummary
+from nassync.api.mover_io import ErrorKind, ManifestSummary, MoverParams, MoverResult, VerifySummary
 from nassync.mover import fsio
 from nassync.mover.creation import CREATION_NAME, CreationNotWritable, set_sync_status
 from nassync.mover.logs import MoverLog
@@ -93,8 +96,10 @@ def remote_check(params: MoverParams, manifest: Mapping[str, str], log: MoverLog
         differing=len(result.differing),
         examples=[display_path(p) for p in examples([*result.differing, *result.missing], limit=_EXAMPLES)],
         method=method,
+        replica=params.replica,
     )
     if not result.ok:
+        what = f"replica {params.replica}: the copy" if params.replica else "the NAS copy"
         parts = []
         if result.differing:
             parts.append(f"{len(result.differing)} file(s) differ")
@@ -103,7 +108,7 @@ def remote_check(params: MoverParams, manifest: Mapping[str, str], log: MoverLog
         shown = ", ".join(repr(p) for p in summary.examples)
         raise fail(
             ErrorKind.HASH_MISMATCH,
-            f"the NAS copy at {remote} does not match the manifest: {' and '.join(parts)} "
+            f"{what} at {remote} does not match the manifest: {' and '.join(parts)} "
             f"(SHA-256 via {method}), e.g. {shown}",
             verify=summary,
         )
@@ -149,6 +154,8 @@ def _verify(run: OpenRun, *, log: MoverLog) -> MoverResult:
         exc.partial.setdefault("last_revocation_at", revoked)
         raise
     progress = VerifyProgress()
+    if params.replica is not None:
+        return _verify_replica(params, manifest, summary, log=log, revoked=revoked)
     changed, local_bytes = local_changes(run.fd, params, manifest, progress)
     if changed:
         log.warning("local run changed since the push", files=len(changed), examples=changed[:5])
@@ -173,4 +180,15 @@ def _verify(run: OpenRun, *, log: MoverLog) -> MoverResult:
     except (CreationNotWritable, OSError, ValueError) as exc:
         log.warning("could not record synced in creation.json", error=str(exc))
     log.info("verified", files=len(manifest), method=checked.method)
+    return MoverResult(step="verify", ok=True, manifest=summary, verify=checked, lastRevocationAt=revoked)
+
+
+def _verify_replica(params: MoverParams, manifest: Mapping[str, str], summary: ManifestSummary, *, log: MoverLog,
+                    revoked: str | None) -> MoverResult:
+    try:
+        checked = remote_check(params, manifest, log)
+    except StepFailed as exc:
+        exc.partial.update(manifest=summary, last_revocation_at=revoked)
+        raise
+    log.info("replica verified", replica=params.replica, files=len(manifest), method=checked.method)
     return MoverResult(step="verify", ok=True, manifest=summary, verify=checked, lastRevocationAt=revoked)
