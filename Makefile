@@ -51,8 +51,12 @@ lint: venv
 
 # Builds (or reuses) the image first; the kubelet-node tests (marker `kubelet`,
 # tests/node) start the real node themselves. Locally: pytest -m "not kubelet".
+# Two workers (pytest-xdist), each with its own local cluster, NAS endpoints and
+# operator (session fixtures are per worker). --dist loadgroup: a test module
+# stays on one worker, and all kubelet-node tests share one (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 test: deps lint image
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
