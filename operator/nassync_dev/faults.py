@@ -148,6 +148,11 @@ def _strace_state(log: Path) -> str:
         return ""
 
 
+def stopped_by_strace(pid: int, log: Path) -> bool:
+    """True once the injected SIGSTOP of `stop_at_syscall` (si_code SI_KERNEL) has stopped `pid`."""
+    return is_stopped(pid) and "si_code=SI_KERNEL" in _strace_state(log)
+
+
 def is_stopped(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
