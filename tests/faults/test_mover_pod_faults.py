@@ -37,7 +37,7 @@ def test_push_pod_deleted_mid_push_is_retried_once(
     rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs",
                   spec={"bandwidth": {"defaultKiBps": 128}, "retry": {"backoffSeconds": [2]}})
     ns.apply(syncjob("run-p", "scope", RUN))
-    job, pod, _pid = wait_mover_process(ns, "push")
+    _job, pod, _pid = wait_mover_process(ns, "push")
     wait_phase(ns, "run-p", "Pushing")
     ns("delete", "pod", pod, "--wait=false")
 
@@ -61,7 +61,7 @@ def test_cleanup_pod_deleted_half_way_through_deleting_finishes_on_retry(
                   spec={"retry": {"backoffSeconds": [2]}})
     ns.apply(syncjob("run-c", "scope", RUN))
     namespace = ns.namespace or ""
-    job, pod, pid = wait_mover_process(ns, "cleanup")
+    _job, pod, pid = wait_mover_process(ns, "cleanup")
     faults.signal_pod(namespace, pod, signal.SIGSTOP)
     log = tmp_path / "strace.log"
     with faults.stop_at_syscall(pid, "unlinkat", 20, log):
