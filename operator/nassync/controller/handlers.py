@@ -19,6 +19,8 @@ import kopf
 
 from nassync.api.common import GROUP, VERSION
 from nassync.certs import CertificateAuthority
+from nassync.controller import metrics
+from nassync.controller.election import ApiLeases, ElectionConfig, LeaderElector
 from nassync.controller.kube import ApiKube, load_config
 from nassync.controller.moverjob import DEFAULT_IMAGE
 from nassync.controller.reconciler import TARGET_ANNOTATION, Reconciler, TargetKey
@@ -48,9 +50,12 @@ class OperatorMemo:
 
     default_image: str = DEFAULT_IMAGE
     webhook: WebhookConfig | None = None
+    election: ElectionConfig | None = None  # None: standalone (the only replica)
     reconciler: Reconciler | None = None
+    elector: LeaderElector | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    election_thread: threading.Thread | None = None
 
 
 def _enqueue(memo: OperatorMemo, namespace: str | None, target: str | None) -> None:
@@ -96,6 +101,15 @@ def configure(settings: kopf.OperatorSettings, memo: OperatorMemo, **_: Any) -> 
     load_config()
     memo.reconciler = Reconciler(ApiKube(), default_image=memo.default_image)
     memo.stop.clear()
+    if memo.election is not None:
+        memo.elector = LeaderElector(ApiLeases(), memo.election,
+                                     on_change=lambda leader: metrics.LEADER.set(1 if leader else 0))
+        memo.reconciler.leader = memo.elector.is_leader
+        memo.election_thread = threading.Thread(target=memo.elector.run, args=(memo.stop,),
+                                                name="leader-election", daemon=True)
+        memo.election_thread.start()
+    else:
+        metrics.LEADER.set(1)
     memo.thread = threading.Thread(target=memo.reconciler.run_forever, args=(memo.stop,),
                                    name="reconciler", daemon=True)
     memo.thread.start()
@@ -106,6 +120,8 @@ def shutdown(memo: OperatorMemo, **_: Any) -> None:
     memo.stop.set()
     if memo.thread is not None:
         memo.thread.join(timeout=10)
+    if memo.election_thread is not None:
+        memo.election_thread.join(timeout=10)  # releases the lease: a standby takes over at once
 
 
 @kopf.on.event(GROUP, VERSION, "syncjobs")

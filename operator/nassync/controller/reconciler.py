@@ -50,6 +50,10 @@ IDLE_RESYNC = 300.0  # look at every target at least this often, events or not
 TARGET_ANNOTATION = "nassync.dev/target-name"
 
 
+class NotLeader(Exception):
+    """This replica does not hold the leader lease (any more): it must not write."""
+
+
 @dataclass(frozen=True, order=True)
 class TargetKey:
     namespace: str
@@ -65,6 +69,9 @@ class Reconciler:
     kube: Kube
     default_image: str = DEFAULT_IMAGE
     clock: Callable[[], datetime] = _now
+    # Leader election (controller/election.py): only the leader reconciles, and it checks
+    # again before every write, so a replica that lost its lease stops acting at once.
+    leader: Callable[[], bool] = lambda: True
     _due: list[tuple[float, TargetKey]] = field(default_factory=list)
     _cv: threading.Condition = field(default_factory=threading.Condition)
     _progress_read: dict[str, float] = field(default_factory=dict)
@@ -94,12 +101,19 @@ class Reconciler:
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            if not self.leader():
+                # Standby: keep the queue (kopf's events still arrive) and wait for the lease.
+                stop.wait(0.5)
+                continue
             key = self._next(stop)
             if key is None:
                 return
             started = time.monotonic()
             try:
                 delay = self.reconcile(key)
+            except NotLeader:
+                self.enqueue(key)  # the next leader (or we, again) takes it from here
+                continue
             except Exception:
                 log.exception("reconciling target %s/%s failed; retrying in 5s", key.namespace, key.name)
                 metrics.RECONCILE_ERRORS.inc()
@@ -107,9 +121,14 @@ class Reconciler:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
             self.enqueue(key, delay if delay is not None else IDLE_RESYNC)
 
+    def _fence(self) -> None:
+        if not self.leader():
+            raise NotLeader("lost the leader lease; not writing")
+
     # one round ----------------------------------------------------------------
     def reconcile(self, key: TargetKey) -> float | None:
         """Reconcile every SyncJob of one target; return seconds until the next look."""
+        self._fence()
         target_body = self.kube.get_target(key.namespace, key.name)
         target, problem = load_target(target_body)
         secret = target.spec.destination.secret_name if target is not None else None
@@ -158,6 +177,7 @@ class Reconciler:
                 manifest = build_mover_job(job=job, target=target, step=action.step, name=action.name,
                                            n=action.attempt, default_image=self.default_image)
                 manifest["metadata"]["annotations"][TARGET_ANNOTATION] = target.name
+                self._fence()
                 if self.kube.create_job(manifest):
                     log.info("started mover %s (%s) for %s", action.name, action.step, job.name,
                              extra={"syncjob": f"{job.namespace}/{job.name}"})
@@ -167,6 +187,7 @@ class Reconciler:
         new_status = status.model_dump(by_alias=True, mode="json", exclude_none=True)
         if new_status != (body.get("status") or {}):
             updated: Body = {**body, "status": new_status}
+            self._fence()
             if not self.kube.replace_syncjob_status(updated):
                 return created, 0.5  # conflict: someone changed the object; decide again
         ref = f"{job.namespace}/{job.name}"
