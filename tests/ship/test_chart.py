@@ -21,15 +21,15 @@ from nassync_dev.testing import Kubectl
 # watches). Widening this is a deliberate change: edit the set, the chart's
 # _helpers.tpl, manifests/base/rbac.yaml and docs/install.md together.
 NAMESPACED_RULES = {
-    ("nassync.dev", "syncjobs"): frozenset({"list", "watch"}),
+    ("nassync.dev", "syncjobs"): frozenset({"list", "watch", "delete"}),
     ("nassync.dev", "synctargets"): frozenset({"get", "list", "watch"}),
     ("nassync.dev", "syncjobs/status"): frozenset({"update"}),
     ("nassync.dev", "synctargets/status"): frozenset({"patch"}),
-    ("batch", "jobs"): frozenset({"list", "watch", "create"}),
+    ("batch", "jobs"): frozenset({"list", "watch", "create", "delete"}),
     ("", "pods"): frozenset({"list"}),
     ("", "pods/log"): frozenset({"get"}),
     ("", "secrets"): frozenset({"get"}),
-    ("", "events"): frozenset({"create"}),
+    ("", "events"): frozenset({"create", "list"}),
 }
 KOPF_CLUSTER_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"list", "watch"})}
 KOPF_NAMESPACES_RULES = {("", "namespaces"): frozenset({"list", "watch"})}

@@ -120,6 +120,16 @@ class FakeKube:
         self.jobs[key] = copy.deepcopy(body)  # type: ignore[assignment]
         return True
 
+    deleted_jobs: list[str] = field(default_factory=list)
+    job_events: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.deleted_jobs.append(name)
+        self.jobs.pop((namespace, name), None)
+
+    def list_events(self, namespace: str, involved: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(e) for e in self.job_events.get((namespace, involved), [])]
+
     def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str:
         return "\n".join(self.logs.get((namespace, pod), "").splitlines()[-lines:])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from decide_support import NOW, job, run, running
+
 from nassync.core.actions import DeleteMoverJob
 from nassync.core.decide import ChildJob
 from nassync.core.names import job_name

@@ -89,7 +89,7 @@ def test_two_racing_takeovers_cannot_both_win() -> None:
 
 
 def test_release_hands_over_at_once() -> None:
-    api, clock, a, b = _pair()
+    _api, clock, a, b = _pair()
     a.try_acquire_or_renew()
     b.try_acquire_or_renew()
     a.release()

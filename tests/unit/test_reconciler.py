@@ -7,7 +7,7 @@ order, and that it asks the core rather than deciding on its own.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -154,3 +154,27 @@ def test_a_volume_destination_is_ready_without_a_secret() -> None:
     assert _ready(kube)["status"] == "True"
     assert list(kube.jobs) == [("lab", "run-1-gate-1")]
     assert kube.targets[("lab", "scope")]["status"]["destinationType"] == "volume"
+
+
+def test_a_mover_pod_that_never_starts_is_explained_then_removed_and_retried(kube: FakeKube) -> None:
+    kube.add(_syncjob("run-1"))
+    now = [NOW]
+    loop = Reconciler(kube, default_image="example/nassync:test", clock=lambda: now[0])
+    loop.reconcile(KEY)
+    assert list(kube.jobs) == [("lab", "run-1-gate-1")]
+    kube.job_events[("lab", "run-1-gate-1")] = [{
+        "type": "Warning", "reason": "FailedCreate", "lastTimestamp": "2026-11-30T12:00:05Z",
+        "message": 'Error creating: pods "run-1-gate-1-x" is forbidden: violates PodSecurity "baseline:latest": '
+                   'hostPath volumes (volume "source")'}]
+    now[0] = NOW + timedelta(seconds=30)
+    loop.reconcile(KEY)
+    gated = {c["type"]: c for c in kube.status("run-1")["conditions"]}["Gated"]
+    assert gated["reason"] == "MoverNotStarted" and "PodSecurity" in gated["message"]
+    assert not kube.deleted_jobs
+    now[0] = NOW + timedelta(minutes=4)
+    loop.reconcile(KEY)
+    assert kube.deleted_jobs == ["run-1-gate-1"]
+    status = kube.status("run-1")
+    assert status["lastError"]["kind"] == "NotStarted" and "hostPath volumes" in status["lastError"]["message"]
+    loop.reconcile(KEY)  # the Job is gone (foreground deletion done): its slot is free
+    assert kube.targets[("lab", "scope")]["status"]["activeMovers"] == 0

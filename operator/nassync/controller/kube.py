@@ -62,6 +62,8 @@ class Kube(Protocol):
     def list_jobs(self, namespace: str, selector: str) -> list[Body]: ...
     def list_pods(self, namespace: str, selector: str) -> list[Body]: ...
     def create_job(self, body: dict[str, Any]) -> bool: ...
+    def delete_job(self, namespace: str, name: str) -> None: ...
+    def list_events(self, namespace: str, involved: str) -> list[dict[str, Any]]: ...
     def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str: ...
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None: ...
     def emit_event(self, involved: Body, *, type_: str, reason: str, message: str) -> None: ...
@@ -141,6 +143,22 @@ class ApiKube:
             if e.status == 409:
                 return False
             raise
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a mover Job with foreground propagation: it stays visible until its pods are gone."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground",
+                                             _preload_content=False)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def list_events(self, namespace: str, involved: str) -> list[dict[str, Any]]:
+        """Events about one object (a mover Job or its pod), for saying why a pod did not start."""
+        resp = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={involved}",
+                                               _preload_content=False)
+        events: list[dict[str, Any]] = json.loads(resp.data)["items"]
+        return events
 
     def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str:
         try:

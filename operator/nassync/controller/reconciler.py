@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -36,9 +37,10 @@ from nassync.controller.observe import (
     pods_by_job,
     progress_model,
     running_pod,
+    started,
 )
 from nassync.core import names
-from nassync.core.actions import CreateMoverJob, Decision
+from nassync.core.actions import CreateMoverJob, Decision, DeleteMoverJob
 from nassync.core.decide import MoverProgress, decide
 from nassync.core.readiness import Readiness, assess, load_target
 from nassync.core.target_status import target_status
@@ -46,6 +48,7 @@ from nassync.core.target_status import target_status
 log = logging.getLogger("nassync.reconciler")
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress reads of a running mover
+DIAGNOSE_AFTER = 10.0  # read the Events of a mover Job whose pod has not started after this long
 IDLE_RESYNC = 300.0  # look at every target at least this often, events or not
 TARGET_ANNOTATION = "nassync.dev/target-name"
 
@@ -143,6 +146,7 @@ class Reconciler:
         movers = self.kube.list_jobs(key.namespace, selector)
         pods = pods_by_job(self.kube.list_pods(key.namespace, selector))
         active = sum(1 for m in movers if job_state(m) == "Running")
+        events = self._events_of_stuck_movers(key.namespace, movers, pods)
         concurrency = target.spec.concurrency if target is not None else 0
         wake: list[float] = []
         queued = 0
@@ -156,7 +160,7 @@ class Reconciler:
                 continue
             progress, progress_delay = self._progress(job, pods)
             decision = decide(job=job, target=target, readiness=readiness,
-                              children=child_jobs(job.uid, movers, pods),
+                              children=child_jobs(job.uid, movers, pods, events),
                               slot_available=active < concurrency, progress=progress, now=self.clock())
             created, delay = self._execute(body, job, target, decision)
             active += created
@@ -166,6 +170,25 @@ class Reconciler:
             self._update_target(key, target_body, readiness, target, active=active, queued=queued)
         metrics.observe_target(key.namespace, key.name, bodies=bodies, active=active, now=self.clock())
         return min(wake) if wake else None
+
+    def _events_of_stuck_movers(self, namespace: str, movers: list[Body],
+                                pods: dict[str, list[Body]]) -> dict[str, list[dict[str, Any]]]:
+        """Events of each running mover Job whose pod has not started for DIAGNOSE_AFTER (and of its pods)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        now = self.clock()
+        for mover in movers:
+            name = mover["metadata"]["name"]
+            if job_state(mover) != "Running" or started(mover, pods.get(name, [])):
+                continue
+            created = mover["metadata"].get("creationTimestamp")
+            if created and (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds() \
+                    < DIAGNOSE_AFTER:
+                continue
+            items = list(self.kube.list_events(namespace, name))
+            for pod in pods.get(name, []):
+                items += self.kube.list_events(namespace, pod["metadata"]["name"])
+            found[name] = items
+        return found
 
     def _execute(self, body: Body, job: SyncJob, target: SyncTarget | None,
                  decision: Decision) -> tuple[int, float | None]:
@@ -183,6 +206,11 @@ class Reconciler:
                              extra={"syncjob": f"{job.namespace}/{job.name}"})
                     metrics.MOVERS_STARTED.labels(job.namespace, target.name, action.step).inc()
                 created += 1
+            elif isinstance(action, DeleteMoverJob):
+                self._fence()
+                self.kube.delete_job(job.namespace, action.name)
+                log.warning("removed mover %s (%s)", action.name, action.reason,
+                            extra={"syncjob": f"{job.namespace}/{job.name}"})
         status = decision.status
         new_status = status.model_dump(by_alias=True, mode="json", exclude_none=True)
         if new_status != (body.get("status") or {}):
