@@ -25,7 +25,7 @@ def test_a_pod_not_started_yet_says_why_and_holds_nothing_else() -> None:
     assert not d.creates and not d.deletes
     pushed = d.status.condition("Pushed")
     assert pushed is not None and pushed.reason == "MoverNotStarted" and "Unschedulable" in pushed.message
-    assert d.requeue_after is not None and d.requeue_after <= 15
+    assert d.requeue_after is not None and d.requeue_after <= 5
     assert d.status.phase == "Pushing"
 
 

@@ -48,7 +48,7 @@ from nassync.core.target_status import target_status
 log = logging.getLogger("nassync.reconciler")
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress reads of a running mover
-DIAGNOSE_AFTER = 10.0  # read the Events of a mover Job whose pod has not started after this long
+DIAGNOSE_AFTER = 4.0  # read the Events of a mover Job whose pod has not started after this long
 IDLE_RESYNC = 300.0  # look at every target at least this often, events or not
 TARGET_ANNOTATION = "nassync.dev/target-name"
 

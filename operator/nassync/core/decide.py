@@ -91,7 +91,7 @@ MOVER_APPEAR_GRACE_SECONDS = 60.0
 SLOT_POLL_SECONDS = 15.0
 # A mover Job whose pod has not started: look again this often (to say why), and
 # give up on it after the target's spec.mover.startTimeout (this without a target).
-NOT_STARTED_POLL_SECONDS = 15.0
+NOT_STARTED_POLL_SECONDS = 5.0
 DEFAULT_START_TIMEOUT_SECONDS = 180
 TARGET_MISSING_POLL_SECONDS = 30.0
 # Secrets are not watched: a target waiting for one looks again this often.
