@@ -37,7 +37,8 @@ def test_after_the_start_timeout_the_job_is_removed_and_the_step_retried_as_not_
     assert d.status.last_error is not None and d.status.last_error.kind == "NotStarted"
     assert "did not start within 3m" in d.status.last_error.message
     assert "Unschedulable" in d.status.last_error.message
-    assert d.status.phase == "Queued" and d.status.attempts == 1 and d.status.next_attempt_at is not None
+    # a failed push goes back through the gate (main: retries re-gate)
+    assert d.status.phase == "Pending" and d.status.attempts == 1 and d.status.next_attempt_at is not None
     assert d.status.mover_job is not None and d.status.mover_job.state == "Failed"
     assert "PushFailed" in [e.reason for e in d.events]
 
@@ -60,7 +61,7 @@ def test_a_mover_stopped_at_its_deadline_is_a_timeout_and_retried() -> None:
     d = run(j, children=kids)
     assert d.status.last_error is not None and d.status.last_error.kind == "Timeout"
     assert "spec.mover.deadlines.push" in d.status.last_error.message
-    assert d.status.phase == "Queued" and d.status.next_attempt_at is not None
+    assert d.status.phase == "Pending" and d.status.next_attempt_at is not None
 
 
 def test_a_lost_pod_says_how_it_ended() -> None:
