@@ -123,6 +123,14 @@ class FakeKube:
     deleted_jobs: list[str] = field(default_factory=list)
     job_events: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
+    def delete_syncjob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> bool:
+        stored = self.syncjobs.get((namespace, name))
+        meta = stored["metadata"] if stored is not None else None
+        if meta is None or meta["uid"] != uid or meta["resourceVersion"] != resource_version:
+            return False
+        del self.syncjobs[(namespace, name)]
+        return True
+
     def delete_job(self, namespace: str, name: str) -> None:
         self.deleted_jobs.append(name)
         self.jobs.pop((namespace, name), None)

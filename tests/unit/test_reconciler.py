@@ -178,3 +178,19 @@ def test_a_mover_pod_that_never_starts_is_explained_then_removed_and_retried(kub
     assert status["lastError"]["kind"] == "NotStarted" and "hostPath volumes" in status["lastError"]["message"]
     loop.reconcile(KEY)  # the Job is gone (foreground deletion done): its slot is free
     assert kube.targets[("lab", "scope")]["status"]["activeMovers"] == 0
+
+
+def test_history_deletes_only_old_finished_syncjobs_and_says_so(kube: FakeKube) -> None:
+    kube.targets[("lab", "scope")]["spec"]["history"] = {"keepFinished": 1}
+    for i, phase in enumerate(("Cleaned", "Cleaned", "Failed", "Cleaned")):
+        body = _syncjob(f"run-{i}", f"P/Runs/R{i}")
+        body["status"] = {"phase": phase, "observedGeneration": 1,
+                          "cleanedAt": f"2026-11-30T10:0{i}:00Z" if phase == "Cleaned" else None}
+        body["status"] = {k: v for k, v in body["status"].items() if v is not None}
+        kube.add(body)
+    loop = _reconciler(kube)
+    assert loop.reconcile(KEY) == 2.0  # statuses written this round: judged on the next one
+    loop.reconcile(KEY)
+    assert sorted(name for _ns, name in kube.syncjobs) == ["run-2", "run-3"]  # Failed stays; newest Cleaned stays
+    pruned = [e for e in kube.events if e.reason == "HistoryPruned"]
+    assert len(pruned) == 1 and pruned[0].kind == "SyncTarget" and "untouched" in pruned[0].message

@@ -57,6 +57,7 @@ class Kube(Protocol):
 
     def get_target(self, namespace: str, name: str) -> Body | None: ...
     def list_syncjobs(self, namespace: str) -> list[Body]: ...
+    def delete_syncjob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> bool: ...
     def replace_syncjob_status(self, body: Body) -> bool: ...
     def patch_target_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     def list_jobs(self, namespace: str, selector: str) -> list[Body]: ...
@@ -100,6 +101,18 @@ class ApiKube:
         items: list[Body] = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, SYNCJOBS)["items"]
         return items
+
+    def delete_syncjob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> bool:
+        """Delete one SyncJob, only if it is still the object judged (uid and resourceVersion preconditions)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(
+            uid=uid, resource_version=resource_version or None))
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, SYNCJOBS, name, body=options)
+            return True
+        except ApiException as e:
+            if e.status in (404, 409):
+                return False
+            raise
 
     def replace_syncjob_status(self, body: Body) -> bool:
         """PUT the status with the body's resourceVersion; False on a conflict."""

@@ -42,6 +42,7 @@ from nassync.controller.observe import (
 from nassync.core import names
 from nassync.core.actions import CreateMoverJob, Decision, DeleteMoverJob
 from nassync.core.decide import MoverProgress, decide
+from nassync.core.history import prune
 from nassync.core.readiness import Readiness, assess, load_target
 from nassync.core.target_status import target_status
 
@@ -150,6 +151,8 @@ class Reconciler:
         concurrency = target.spec.concurrency if target is not None else 0
         wake: list[float] = []
         queued = 0
+        models: list[SyncJob] = []
+        written: set[str] = set()
         for body in bodies:
             if body["metadata"].get("deletionTimestamp"):
                 continue
@@ -158,18 +161,47 @@ class Reconciler:
             except ValidationError as e:
                 log.error("SyncJob %s/%s cannot be read: %s", key.namespace, body["metadata"]["name"], e)
                 continue
+            models.append(job)
             progress, progress_delay = self._progress(job, pods)
             decision = decide(job=job, target=target, readiness=readiness,
                               children=child_jobs(job.uid, movers, pods, events),
                               slot_available=active < concurrency, progress=progress, now=self.clock())
             created, delay = self._execute(body, job, target, decision)
+            if decision.status.model_dump(by_alias=True, mode="json", exclude_none=True) != (body.get("status") or {}):
+                written.add(job.uid)  # its resourceVersion moved on: judged for history next round
             active += created
             queued += decision.status.phase.is_queued
             wake += [d for d in (delay, progress_delay) if d is not None]
+        if target is not None and target_body is not None and target.spec.history.enabled:
+            wake += self._prune_history(key, target_body, target, models, written)
         if target_body is not None:
             self._update_target(key, target_body, readiness, target, active=active, queued=queued)
         metrics.observe_target(key.namespace, key.name, bodies=bodies, active=active, now=self.clock())
         return min(wake) if wake else None
+
+    def _prune_history(self, key: TargetKey, target_body: Body, target: SyncTarget,
+                       jobs: list[SyncJob], written: set[str]) -> list[float]:
+        """Delete the finished SyncJobs the target's spec.history lets go (core/history.py); never data."""
+        now = self.clock()
+        pruning = prune(jobs, policy=target.spec.history, cleanup_enabled=target.spec.cleanup.enabled, now=now)
+        deleted = []
+        later = False
+        for name, uid, resource_version in pruning.delete:
+            if uid in written:
+                later = True
+                continue
+            self._fence()
+            if self.kube.delete_syncjob(key.namespace, name, uid=uid, resource_version=resource_version):
+                deleted.append(name)
+        if deleted:
+            shown = ", ".join(deleted[:5]) + (f" and {len(deleted) - 5} more" if len(deleted) > 5 else "")
+            message = (f"deleted {len(deleted)} finished SyncJob(s) under spec.history ({shown}); "
+                       "their data, local and on the NAS, is untouched")
+            self.kube.emit_event({**target_body, "kind": "SyncTarget"}, type_="Normal", reason="HistoryPruned",
+                                 message=message)
+            log.info(message, extra={"target": f"{key.namespace}/{key.name}"})
+        wake = [max(1.0, (pruning.next_check - now).total_seconds())] if pruning.next_check else []
+        return wake + ([2.0] if later else [])
 
     def _events_of_stuck_movers(self, namespace: str, movers: list[Body],
                                 pods: dict[str, list[Body]]) -> dict[str, list[dict[str, Any]]]:
