@@ -49,7 +49,8 @@ def test_push_pod_deleted_mid_push_is_retried_once(
     nas_run = own_nas.root / "runs" / RUN
     assert nas_holds(nas_run, data)
     deleted_locally_are_on_nas(run, nas_run, data)
-    assert_decided_once_except(ns, "run-p", allowed={"PushStarted", "PushFailed", "Retrying"})
+    # main: a failed push goes back through the gate
+    assert_decided_once_except(ns, "run-p", allowed={"PushStarted", "PushFailed", "Retrying", "GateStarted", "Gated"})
 
 
 def test_cleanup_pod_deleted_half_way_through_deleting_finishes_on_retry(

@@ -19,6 +19,12 @@ def _stuck(age: float, waiting: str | None = "0/1 nodes are available: node(s) d
                              created_at=NOW - timedelta(seconds=age), waiting=waiting)}
 
 
+def test_a_pod_starting_normally_costs_no_status_write() -> None:
+    j = job(status={"phase": "Pushing", **running("push", 1, started=NOW - timedelta(seconds=2))})
+    d = run(j, children=_stuck(2, waiting=None))
+    assert d.status.condition("Pushed") is None and not d.actions
+
+
 def test_a_pod_not_started_yet_says_why_and_holds_nothing_else() -> None:
     j = job(status={"phase": "Pushing", **running("push", 1, started=NOW - timedelta(seconds=40))})
     d = run(j, children=_stuck(40))

@@ -190,6 +190,7 @@ def test_history_deletes_only_old_finished_syncjobs_and_says_so(kube: FakeKube) 
         kube.add(body)
     loop = _reconciler(kube)
     assert loop.reconcile(KEY) == 2.0  # statuses written this round: judged on the next one
+    loop._pruned_at.clear()  # (judged at most every PRUNE_INTERVAL)
     loop.reconcile(KEY)
     assert sorted(name for _ns, name in kube.syncjobs) == ["run-2", "run-3"]  # Failed stays; newest Cleaned stays
     pruned = [e for e in kube.events if e.reason == "HistoryPruned"]

@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(fmt=args.log_format, level=args.log_level)
-    memo = handlers.OperatorMemo(default_image=args.mover_image)
+    memo = handlers.OperatorMemo(default_image=args.mover_image, namespaces=list(args.namespace))
     if args.leader_elect:
         memo.election = ElectionConfig(namespace=args.lease_namespace, identity=args.identity,
                                        name=args.lease_name)

@@ -49,6 +49,7 @@ from nassync.core.target_status import target_status
 log = logging.getLogger("nassync.reconciler")
 
 PROGRESS_INTERVAL = 10.0  # seconds between progress reads of a running mover
+PRUNE_INTERVAL = 30.0  # judge a target's spec.history at most this often
 DIAGNOSE_AFTER = 4.0  # read the Events of a mover Job whose pod has not started after this long
 IDLE_RESYNC = 300.0  # look at every target at least this often, events or not
 TARGET_ANNOTATION = "nassync.dev/target-name"
@@ -79,6 +80,10 @@ class Reconciler:
     _due: list[tuple[float, TargetKey]] = field(default_factory=list)
     _cv: threading.Condition = field(default_factory=threading.Condition)
     _progress_read: dict[str, float] = field(default_factory=dict)
+    # SyncJobs in a final phase whose last decision changed nothing: (resourceVersion, target
+    # fingerprint) when decided. Skipped until either changes (10,000 finished SyncJobs cost nothing).
+    _settled: dict[str, tuple[Any, tuple[str, str]]] = field(default_factory=dict)
+    _pruned_at: dict[TargetKey, float] = field(default_factory=dict)
 
     # scheduling -------------------------------------------------------------
     def enqueue(self, key: TargetKey, delay: float = 0.0) -> None:
@@ -145,8 +150,13 @@ class Reconciler:
             key=lambda b: (b["metadata"].get("creationTimestamp", ""), b["metadata"]["name"]))
         selector = names.target_selector(target=key.name)
         movers = self.kube.list_jobs(key.namespace, selector)
-        pods = pods_by_job(self.kube.list_pods(key.namespace, selector))
+        # Pods only when a mover's result or its start must be read (not every round).
+        pods = (pods_by_job(self.kube.list_pods(key.namespace, selector))
+                if self._pods_needed(bodies, movers) else {})
         active = sum(1 for m in movers if job_state(m) == "Running")
+        fingerprint = (str(target_body["metadata"].get("resourceVersion")) if target_body else "", readiness.reason)
+        prune_due = (target is not None and target.spec.history.enabled
+                     and time.monotonic() - self._pruned_at.get(key, 0.0) >= PRUNE_INTERVAL)
         events = self._events_of_stuck_movers(key.namespace, movers, pods)
         concurrency = target.spec.concurrency if target is not None else 0
         wake: list[float] = []
@@ -156,6 +166,10 @@ class Reconciler:
         for body in bodies:
             if body["metadata"].get("deletionTimestamp"):
                 continue
+            meta = body["metadata"]
+            settled = self._settled.get(meta.get("uid", ""))
+            if settled == (meta.get("resourceVersion"), fingerprint) and not prune_due:
+                continue  # finished, unchanged since it was last decided: nothing to decide
             try:
                 job = SyncJob.from_body(body)
             except ValidationError as e:
@@ -169,15 +183,40 @@ class Reconciler:
             created, delay = self._execute(body, job, target, decision)
             if decision.status.model_dump(by_alias=True, mode="json", exclude_none=True) != (body.get("status") or {}):
                 written.add(job.uid)  # its resourceVersion moved on: judged for history next round
+                self._settled.pop(job.uid, None)
+            elif not decision.actions and decision.requeue_after is None and (
+                    decision.status.phase.is_terminal or decision.status.phase.needs_person):
+                self._settled[job.uid] = (meta.get("resourceVersion"), fingerprint)
             active += created
             queued += decision.status.phase.is_queued
             wake += [d for d in (delay, progress_delay) if d is not None]
-        if target is not None and target_body is not None and target.spec.history.enabled:
+        if prune_due and target is not None and target_body is not None:
+            self._pruned_at[key] = time.monotonic()
             wake += self._prune_history(key, target_body, target, models, written)
+            wake.append(PRUNE_INTERVAL)
         if target_body is not None:
             self._update_target(key, target_body, readiness, target, active=active, queued=queued)
         metrics.observe_target(key.namespace, key.name, bodies=bodies, active=active, now=self.clock())
         return min(wake) if wake else None
+
+    def _pods_needed(self, bodies: list[Body], movers: list[Body]) -> bool:
+        """A mover recorded as running has finished (its result is in its pod) or is slow to start."""
+        by_name = {m["metadata"]["name"]: m for m in movers}
+        for body in bodies:
+            status = body.get("status") or {}
+            mover = status.get("moverJob") or {}
+            runs = int(status.get("moverRuns") or 0)
+            if mover.get("state") == "Running":
+                job = by_name.get(mover.get("name", ""))
+                if job is not None and (job_state(job) != "Running" or not started(job, [])):
+                    return True
+            for job in movers:  # a Job created just before a restart, not yet recorded
+                labels = job["metadata"].get("labels") or {}
+                if labels.get(names.LABEL_RUN) == str(runs + 1) and job_state(job) != "Running" and \
+                        any(ref.get("uid") == body["metadata"].get("uid")
+                            for ref in job["metadata"].get("ownerReferences") or []):
+                    return True
+        return False
 
     def _prune_history(self, key: TargetKey, target_body: Body, target: SyncTarget,
                        jobs: list[SyncJob], written: set[str]) -> list[float]:
@@ -269,7 +308,8 @@ class Reconciler:
         if now - last < PROGRESS_INTERVAL:
             return None, PROGRESS_INTERVAL - (now - last)
         self._progress_read[job.uid] = now
-        pod = running_pod(pods.get(mover.name, []))
+        own = pods.get(mover.name) or self.kube.list_pods(job.namespace, f"job-name={mover.name}")
+        pod = running_pod(own)
         if pod is None:
             return None, PROGRESS_INTERVAL
         record = latest_progress(self.kube.pod_log_tail(job.namespace, pod))

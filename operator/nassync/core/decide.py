@@ -92,6 +92,7 @@ SLOT_POLL_SECONDS = 15.0
 # A mover Job whose pod has not started: look again this often (to say why), and
 # give up on it after the target's spec.mover.startTimeout (this without a target).
 NOT_STARTED_POLL_SECONDS = 5.0
+STARTING_GRACE_SECONDS = 8.0
 DEFAULT_START_TIMEOUT_SECONDS = 180
 TARGET_MISSING_POLL_SECONDS = 30.0
 # Secrets are not watched: a target waiting for one looks again this often.
@@ -285,8 +286,9 @@ def _not_started(run: _Run, *, step: Step, child: ChildJob) -> None:
     age = (run.now - created).total_seconds() if created is not None else 0.0
     why = child.waiting or "no node has started it yet"
     if age < timeout:
-        message = f"waiting for the {step} mover pod to start: {why}"
-        run.condition(STEP_TABLE[step].condition, "False", "MoverNotStarted", message[:1024])
+        if age >= STARTING_GRACE_SECONDS:  # a pod starting normally is not worth a status write
+            message = f"waiting for the {step} mover pod to start: {why}"
+            run.condition(STEP_TABLE[step].condition, "False", "MoverNotStarted", message[:1024])
         run.wake_in(min(timeout - age, NOT_STARTED_POLL_SECONDS))
         return
     run.actions.append(DeleteMoverJob(name=child.name, reason="NotStarted"))
