@@ -194,6 +194,8 @@ class Reconciler:
             self._pruned_at[key] = time.monotonic()
             wake += self._prune_history(key, target_body, target, models, written)
             wake.append(PRUNE_INTERVAL)
+        elif target is not None and target.spec.history.enabled:
+            wake.append(max(1.0, PRUNE_INTERVAL - (time.monotonic() - self._pruned_at.get(key, 0.0))))
         if target_body is not None:
             self._update_target(key, target_body, readiness, target, active=active, queued=queued)
         metrics.observe_target(key.namespace, key.name, bodies=bodies, active=active, now=self.clock())
