@@ -141,7 +141,7 @@ class FakeKube:
     def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str:
         return "\n".join(self.logs.get((namespace, pod), "").splitlines()[-lines:])
 
-    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+    def secret_keys(self, namespace: str, name: str, *, fresh: bool = False) -> frozenset[str] | None:
         return self.secrets.get((namespace, name))
 
     def emit_event(self, involved: Body, *, type_: str, reason: str, message: str) -> None:

@@ -249,11 +249,12 @@ class CachedKube(ApiKube):
         return [job for job in self.jobs.in_namespace(namespace)
                 if all((job["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
 
-    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """Secrets are not watched (RBAC: get by name only); a GET at most every SECRET_TTL seconds."""
+    def secret_keys(self, namespace: str, name: str, *, fresh: bool = False) -> frozenset[str] | None:
+        """Secrets are not watched (RBAC: get by name only): a GET at most every SECRET_TTL seconds,
+        and always (`fresh`) right before a mover would start."""
         now = time.monotonic()
         cached = self._secrets.get((namespace, name))
-        if cached is not None and now - cached[0] < SECRET_TTL:
+        if cached is not None and now - cached[0] < SECRET_TTL and not fresh:
             return cached[1]
         keys = super().secret_keys(namespace, name)
         self._secrets[(namespace, name)] = (now, keys)

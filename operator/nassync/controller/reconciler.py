@@ -163,6 +163,7 @@ class Reconciler:
         queued = 0
         models: list[SyncJob] = []
         written: set[str] = set()
+        secret_checked = False
         for body in bodies:
             if body["metadata"].get("deletionTimestamp"):
                 continue
@@ -177,9 +178,19 @@ class Reconciler:
                 continue
             models.append(job)
             progress, progress_delay = self._progress(job, pods)
-            decision = decide(job=job, target=target, readiness=readiness,
-                              children=child_jobs(job.uid, movers, pods, events),
+            children = child_jobs(job.uid, movers, pods, events)
+            decision = decide(job=job, target=target, readiness=readiness, children=children,
                               slot_available=active < concurrency, progress=progress, now=self.clock())
+            if decision.creates and target is not None and not secret_checked:
+                # The Secret is read from a short cache; never start a mover on a stale "it exists".
+                secret_checked = True
+                fresh = assess(namespace=key.namespace, name=key.name, exists=True, target=target,
+                               problem=problem, secret_keys=self.kube.secret_keys(
+                                   key.namespace, target.spec.destination.secret_name, fresh=True))
+                if fresh != readiness:
+                    readiness = fresh
+                    decision = decide(job=job, target=target, readiness=readiness, children=children,
+                                      slot_available=active < concurrency, progress=progress, now=self.clock())
             created, delay = self._execute(body, job, target, decision)
             if decision.status.model_dump(by_alias=True, mode="json", exclude_none=True) != (body.get("status") or {}):
                 written.add(job.uid)  # its resourceVersion moved on: judged for history next round
