@@ -86,6 +86,10 @@ class FakeKube:
     def list_syncjobs(self, namespace: str) -> list[Body]:
         return [copy.deepcopy(b) for (ns, _), b in self.syncjobs.items() if ns == namespace]
 
+    def list_target_syncjobs(self, namespace: str, target: str) -> list[Body]:
+        return [b for b in self.list_syncjobs(namespace)
+                if ((b.get("spec") or {}).get("targetRef") or {}).get("name") == target]
+
     def replace_syncjob_status(self, body: Body) -> bool:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         stored = self.syncjobs.get(key)

@@ -57,6 +57,7 @@ class Kube(Protocol):
 
     def get_target(self, namespace: str, name: str) -> Body | None: ...
     def list_syncjobs(self, namespace: str) -> list[Body]: ...
+    def list_target_syncjobs(self, namespace: str, target: str) -> list[Body]: ...
     def delete_syncjob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> bool: ...
     def replace_syncjob_status(self, body: Body) -> bool: ...
     def patch_target_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
@@ -113,6 +114,11 @@ class ApiKube:
             if e.status in (404, 409):
                 return False
             raise
+
+    def list_target_syncjobs(self, namespace: str, target: str) -> list[Body]:
+        """The SyncJobs of one target (spec.targetRef.name)."""
+        return [b for b in self.list_syncjobs(namespace)
+                if ((b.get("spec") or {}).get("targetRef") or {}).get("name") == target]
 
     def replace_syncjob_status(self, body: Body) -> bool:
         """PUT the status with the body's resourceVersion; False on a conflict."""

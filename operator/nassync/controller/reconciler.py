@@ -144,10 +144,8 @@ class Reconciler:
         secret_keys = self.kube.secret_keys(key.namespace, secret) if secret is not None else None
         readiness = assess(namespace=key.namespace, name=key.name, exists=target_body is not None,
                            target=target, problem=problem, secret_keys=secret_keys)
-        bodies = sorted(
-            (b for b in self.kube.list_syncjobs(key.namespace)
-             if ((b.get("spec") or {}).get("targetRef") or {}).get("name") == key.name),
-            key=lambda b: (b["metadata"].get("creationTimestamp", ""), b["metadata"]["name"]))
+        bodies = sorted(self.kube.list_target_syncjobs(key.namespace, key.name),
+                        key=lambda b: (b["metadata"].get("creationTimestamp", ""), b["metadata"]["name"]))
         selector = names.target_selector(target=key.name)
         movers = self.kube.list_jobs(key.namespace, selector)
         # Pods only when a mover's result or its start must be read (not every round).
