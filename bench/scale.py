@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history", type=int, default=10_000)
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args(argv)
+    # SIGTERM (or Ctrl-C) still tears the cluster, NAS and operator down (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.workdir or Path(tempfile.mkdtemp(prefix="nassync-scale-"))
     local = LocalCluster(work / "cluster")
     print(f"# nassync scale bench: {args.runs} runs over {args.targets} targets, {args.history} finished "
