@@ -211,22 +211,22 @@ class Reconciler:
         return min(wake) if wake else None
 
     def _pods_needed(self, bodies: list[Body], movers: list[Body]) -> bool:
-        """A mover recorded as running has finished (its result is in its pod) or is slow to start."""
+        """A mover recorded as running has finished (its result is in its pod) or is slow to start,
+        or a finished Job was created just before a restart and is not recorded yet (adopted)."""
         by_name = {m["metadata"]["name"]: m for m in movers}
+        finished_runs = {(ref.get("uid"), (m["metadata"].get("labels") or {}).get(names.LABEL_RUN))
+                         for m in movers if job_state(m) != "Running"
+                         for ref in m["metadata"].get("ownerReferences") or []}
         for body in bodies:
             status = body.get("status") or {}
             mover = status.get("moverJob") or {}
-            runs = int(status.get("moverRuns") or 0)
             if mover.get("state") == "Running":
                 job = by_name.get(mover.get("name", ""))
                 if job is not None and (job_state(job) != "Running" or not started(job, [])):
                     return True
-            for job in movers:  # a Job created just before a restart, not yet recorded
-                labels = job["metadata"].get("labels") or {}
-                if labels.get(names.LABEL_RUN) == str(runs + 1) and job_state(job) != "Running" and \
-                        any(ref.get("uid") == body["metadata"].get("uid")
-                            for ref in job["metadata"].get("ownerReferences") or []):
-                    return True
+            runs = int(status.get("moverRuns") or 0)
+            if (body["metadata"].get("uid"), str(runs + 1)) in finished_runs:
+                return True
         return False
 
     def _prune_history(self, key: TargetKey, target_body: Body, target: SyncTarget,
