@@ -18,7 +18,7 @@ def test_a_relist_replaces_the_store_and_reports_what_vanished_meanwhile() -> No
     store = Store(compact=True, index=target_of)
     for obj in (_job("a", 1), _job("b", 2), _job("c", 3, target="t2")):
         store.put(slim(obj))
-    changes = store.replace([slim(_job("a", 1)), slim(_job("c", 9, target="t2"))], "lab")
+    changes = store.replace([store.pack(slim(_job("a", 1))), store.pack(slim(_job("c", 9, target="t2")))], "lab")
     assert sorted((old or {}).get("metadata", {}).get("name", "") + ">" + (new or {}).get("metadata", {}).get(
         "name", "-") for old, new in changes) == ["b>-", "c>c"]
     assert [o["metadata"]["name"] for o in store.indexed("lab", "t1")] == ["a"]
