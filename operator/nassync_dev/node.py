@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -43,6 +44,15 @@ from nassync_dev.scheduling import unfit_reason
 
 log = logging.getLogger("process-node")
 LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+UNSCHEDULABLE_AFTER = 5.0  # seconds a pod that fits no node waits before it is told why
+
+
+def _age(meta: dict[str, Any]) -> float:
+    created = meta.get("creationTimestamp")
+    if not created:
+        return 0.0
+    when = dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return (dt.datetime.now(dt.UTC) - when).total_seconds()
 
 
 class ProcessNode:
@@ -108,8 +118,9 @@ class ProcessNode:
             why = unfit_reason(pod, node_name=self.name, labels=self.labels, taints=self.taints)
             if why is None:
                 self._bind(pod)
-            elif uid not in self._unschedulable:
-                # The scheduler's part: say why the pod stays Pending (PodScheduled=False).
+            elif uid not in self._unschedulable and _age(meta) >= UNSCHEDULABLE_AFTER:
+                # The scheduler's part: say why the pod stays Pending (PodScheduled=False), once
+                # no other binder (the kubelet node's) took it either.
                 self._unschedulable.add(uid)
                 with contextlib.suppress(ApiException):
                     self.api.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": {
@@ -166,10 +177,14 @@ class ProcessNode:
                 # admission puts on a new Node; this node is Ready, so it does not apply.
                 taints = [taint for taint in json.loads(node.data).get("spec", {}).get("taints") or []
                           if taint.get("key") not in LIFECYCLE_TAINTS]
-                if taints != self.taints:
+                changed = taints != self.taints
+                if changed:
                     self.taints = taints
                     self._unschedulable.clear()
-                    # Pending pods are judged again at once, as the scheduler would.
+                tick += 1
+                if changed or tick % 5 == 0:
+                    # Pending pods are judged again (at once when the taints changed), as the
+                    # scheduler would; one that still fits nowhere is told why.
                     pending = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName=",
                                                                    _preload_content=False)
                     for pod in json.loads(pending.data)["items"]:
