@@ -170,6 +170,7 @@ class ProcessNode:
 
     def _refresh_taints(self) -> None:
         """Taints are the Node object's (`kubectl taint node`), as the scheduler reads them."""
+        tick = 0
         while True:
             with contextlib.suppress(Exception):
                 node = self.api.read_node(self.name, _preload_content=False)

@@ -179,12 +179,11 @@ class Reconciler:
             children = child_jobs(job.uid, movers, pods, events)
             decision = decide(job=job, target=target, readiness=readiness, children=children,
                               slot_available=active < concurrency, progress=progress, now=self.clock())
-            if decision.creates and target is not None and not secret_checked:
+            if decision.creates and target is not None and secret is not None and not secret_checked:
                 # The Secret is read from a short cache; never start a mover on a stale "it exists".
                 secret_checked = True
                 fresh = assess(namespace=key.namespace, name=key.name, exists=True, target=target,
-                               problem=problem, secret_keys=self.kube.secret_keys(
-                                   key.namespace, target.spec.destination.secret_name, fresh=True))
+                               problem=problem, secret_keys=self.kube.secret_keys(key.namespace, secret, fresh=True))
                 if fresh != readiness:
                     readiness = fresh
                     decision = decide(job=job, target=target, readiness=readiness, children=children,
