@@ -8,7 +8,7 @@ MoverNotStarted), then the Job is removed, lastError is NotStarted with the
 reason, no mover of the target is left running, and no data was touched. A
 local PV + PVC source works under `restricted` (docs/troubleshooting.md, Pod
 Security). An image that cannot be pulled needs the kubelet node (the process
-node ignores images): see test_image_that_cannot_be_pulled.
+node ignores images): tests/node/test_faults_on_kubelet.py.
 """
 
 from __future__ import annotations
@@ -119,11 +119,3 @@ def test_a_local_pv_and_pvc_source_works_under_restricted_pod_security(
     finally:
         ns.run("delete", "pvc", "acq-data", "--wait=false", check=False)
         cluster.run("delete", "pv", f"acq-{namespace}", "--wait=false", check=False)
-
-
-@pytest.mark.skip(reason="needs the kubelet node (nassync_dev kubelet tooling, being built in another branch): "
-                         "the process node ignores images. Extension point: run the node-selector case above "
-                         "with spec.mover.image=localhost/does-not-exist:0 on the kubelet node and expect "
-                         "ErrImagePull/ImagePullBackOff in the message (observe.why_not_started reads it).")
-def test_image_that_cannot_be_pulled() -> None:
-    raise AssertionError("kubelet node required")

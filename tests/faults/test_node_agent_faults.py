@@ -7,10 +7,12 @@ locate (ContainerStatusUnknown, exit 137): the Job fails, the operator notices
 the lost pod and retries the step once; the run ends Cleaned with a
 byte-identical NAS copy.
 
-Extension point: the real kubelet node (built in another branch) keeps its
-containers across a kubelet restart; `faults.restart_component(cluster,
-"kubelet")` and a variant of this test expecting the *same* push Job to finish
-(no retry) belong here once that node exists.
+Extension point: the real kubelet node (nassync_dev/kubelet_node.py) keeps
+its containers across a kubelet restart; a variant of this test restarting the
+kubelet under a running push and expecting the *same* push Job to finish (no
+retry) needs a kubelet node of its own (the session's one is shared by every
+kubelet test, and there is one per machine): `faults.start_component` is the
+place for a "kubelet" component.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def test_node_agent_restarted_mid_push_the_lost_pod_is_noticed_and_the_push_retr
     deleted_locally_are_on_nas(run, nas_run, data)
 
 
-@pytest.mark.skip(reason="needs the kubelet node (another branch): restart the kubelet mid-push and expect the "
-                         "same push Job to finish (containers survive a kubelet restart); see the module doc")
+@pytest.mark.skip(reason="needs a private kubelet node (one per machine, shared by the session): restart the "
+                         "kubelet mid-push and expect the same push Job to finish; see the module doc")
 def test_kubelet_restarted_mid_push() -> None:
     raise AssertionError("kubelet node required")
