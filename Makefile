@@ -6,11 +6,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := bubblewrap rsync openssh-server openssh-client util-linux procps lua5.4 libnss-wrapper \
-	buildah mmdebstrap containerd runc containernetworking-plugins gcc libc6-dev binutils
+	buildah mmdebstrap containerd runc containernetworking-plugins gcc libc6-dev binutils strace
 STAMP := $(VENV)/.installed
 CLUSTER := $(PY) -m nassync_dev.cli
 
-.PHONY: deps apt venv binaries image test lint unit cluster-up cluster-down cluster-env run demo bench clean
+.PHONY: deps apt venv binaries image test lint unit cluster-up cluster-down cluster-env run demo bench bench-scale clean
 
 # make cluster-up NODE=kubelet: the process node plus a real kubelet node (containerd, runc, the image).
 NODE ?= process
@@ -51,8 +51,12 @@ lint: venv
 
 # Builds (or reuses) the image first; the kubelet-node tests (marker `kubelet`,
 # tests/node) start the real node themselves. Locally: pytest -m "not kubelet".
+# Two workers (pytest-xdist), each with its own local cluster, NAS endpoints and
+# operator (session fixtures are per worker). --dist loadgroup: a test module
+# stays on one worker, and all kubelet-node tests share one (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 test: deps lint image
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
@@ -82,6 +86,10 @@ demo: deps
 bench: venv
 	$(PY) bench/hash_bench.py
 	$(PY) bench/push_verify_bench.py
+
+# 1,000 runs over 20 targets with 10,000 finished SyncJobs (~30 min on 2 cores); see bench/scale.py --help.
+bench-scale: deps
+	$(PY) bench/scale.py
 
 clean: cluster-down
 	rm -rf .cache

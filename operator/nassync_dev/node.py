@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -39,9 +40,19 @@ from nassync_dev.binaries import REPO
 from nassync_dev.podrunner import PodRunner, read_log, utc_now
 from nassync_dev.podspec import NodeInfo
 from nassync_dev.sandbox import hidden_host_dirs
-from nassync_dev.scheduling import pod_fits
+from nassync_dev.scheduling import unfit_reason
 
 log = logging.getLogger("process-node")
+LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+UNSCHEDULABLE_AFTER = 5.0  # seconds a pod that fits no node waits before it is told why
+
+
+def _age(meta: dict[str, Any]) -> float:
+    created = meta.get("creationTimestamp")
+    if not created:
+        return 0.0
+    when = dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return (dt.datetime.now(dt.UTC) - when).total_seconds()
 
 
 class ProcessNode:
@@ -64,6 +75,7 @@ class ProcessNode:
                        **labels}
         self.taints = taints
         self.runners: dict[str, PodRunner] = {}
+        self._unschedulable: set[str] = set()  # pods already told why they do not fit
 
     def register(self) -> None:
         now = utc_now()
@@ -101,9 +113,19 @@ class ProcessNode:
         node_name = spec.get("nodeName")
         phase = (pod.get("status") or {}).get("phase")
         if not node_name:
-            if not deleted and not meta.get("deletionTimestamp") and pod_fits(
-                    pod, node_name=self.name, labels=self.labels, taints=self.taints):
+            if deleted or meta.get("deletionTimestamp"):
+                return
+            why = unfit_reason(pod, node_name=self.name, labels=self.labels, taints=self.taints)
+            if why is None:
                 self._bind(pod)
+            elif uid not in self._unschedulable and _age(meta) >= UNSCHEDULABLE_AFTER:
+                # The scheduler's part: say why the pod stays Pending (PodScheduled=False), once
+                # no other binder (the kubelet node's) took it either.
+                self._unschedulable.add(uid)
+                with contextlib.suppress(ApiException):
+                    self.api.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": {
+                        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                        "message": why, "lastTransitionTime": utc_now()}]}})
             return
         if node_name != self.name:
             return
@@ -121,10 +143,54 @@ class ProcessNode:
             elif runner is None or runner.done.is_set():
                 self._finalise(pod)
             return
+        if runner is None and phase == "Running":
+            # Started by an earlier incarnation of this agent: its containers died with
+            # it (bwrap --die-with-parent). Report them as the kubelet reports containers
+            # it cannot find, so the Job (restartPolicy Never) fails and its owner retries.
+            self._report_lost(pod)
+            return
         if runner is None and phase not in ("Succeeded", "Failed"):
             runner = PodRunner(self, pod)
             self.runners[uid] = runner
             runner.start()
+
+    def _report_lost(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        lost = {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                "message": "The container could not be located when the pod was terminated",
+                "finishedAt": utc_now()}
+        statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                     "started": False, "restartCount": 0, "state": {"terminated": lost}}
+                    for c in pod["spec"].get("containers", [])]
+        log.warning("pod %s/%s was running before this agent started: its containers are lost",
+                    meta["namespace"], meta["name"])
+        with contextlib.suppress(ApiException):
+            self.api.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": {
+                "phase": "Failed", "reason": "ContainerStatusUnknown", "containerStatuses": statuses}})
+
+    def _refresh_taints(self) -> None:
+        """Taints are the Node object's (`kubectl taint node`), as the scheduler reads them."""
+        tick = 0
+        while True:
+            with contextlib.suppress(Exception):
+                node = self.api.read_node(self.name, _preload_content=False)
+                # Without a node-lifecycle controller nobody lifts the not-ready taint that
+                # admission puts on a new Node; this node is Ready, so it does not apply.
+                taints = [taint for taint in json.loads(node.data).get("spec", {}).get("taints") or []
+                          if taint.get("key") not in LIFECYCLE_TAINTS]
+                changed = taints != self.taints
+                if changed:
+                    self.taints = taints
+                    self._unschedulable.clear()
+                tick += 1
+                if changed or tick % 5 == 0:
+                    # Pending pods are judged again (at once when the taints changed), as the
+                    # scheduler would; one that still fits nowhere is told why.
+                    pending = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName=",
+                                                                   _preload_content=False)
+                    for pod in json.loads(pending.data)["items"]:
+                        self.handle(pod)
+            time.sleep(1)
 
     def _terminate(self, runner: PodRunner, pod: dict[str, Any], grace: float) -> None:
         if runner.killing.is_set():
@@ -178,6 +244,7 @@ class ProcessNode:
         self.register()
         threading.Thread(target=self._serve_logs, daemon=True).start()
         threading.Thread(target=self._heartbeat, daemon=True).start()
+        threading.Thread(target=self._refresh_taints, daemon=True).start()
         while True:
             try:
                 self._sync_and_watch()

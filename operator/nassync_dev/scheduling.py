@@ -38,15 +38,22 @@ def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool
 def pod_fits(pod: dict[str, Any], *, node_name: str, labels: dict[str, str],
              taints: list[dict[str, Any]]) -> bool:
     """What the scheduler's filter plugins would say, for the parts pods here use."""
+    return unfit_reason(pod, node_name=node_name, labels=labels, taints=taints) is None
+
+
+def unfit_reason(pod: dict[str, Any], *, node_name: str, labels: dict[str, str],
+                 taints: list[dict[str, Any]]) -> str | None:
+    """None when the pod fits the node; else the scheduler's FailedScheduling wording for why not."""
     spec = pod.get("spec", {})
     if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
-        return False
+        return "0/1 nodes are available: the pod names another scheduler."
     if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
-        return False
+        return "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
     tolerations = spec.get("tolerations") or []
     for taint in taints:
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(taint, tolerations):
-            return False
+            shown = f"{taint['key']}: {taint.get('value', '')}" if taint.get("value") else taint["key"]
+            return f"0/1 nodes are available: 1 node(s) had untolerated taint {{{shown}}}."
     required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
                 .get("requiredDuringSchedulingIgnoredDuringExecution"))
     if required:
@@ -60,5 +67,5 @@ def pod_fits(pod: dict[str, Any], *, node_name: str, labels: dict[str, str],
                 ok = True
                 break
         if not ok:
-            return False
-    return True
+            return "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    return None

@@ -42,8 +42,10 @@ def _render(*values: str) -> str:
 def chart_operator(operator: OperatorProcess, crds: Kubectl) -> Iterator[str]:
     """The chart's Deployment running instead of the session's operator process."""
     operator.stop()
+    # One replica: the process node runs pods in the host network, so a second one would find
+    # the metrics port taken. Leader election stays on: its Lease RBAC is exercised all the same.
     rendered = _render("webhook.enabled=false", f"metrics.port={free_port()}", f"health.port={free_port()}",
-                       "logFormat=json")
+                       "logFormat=json", "replicaCount=1")
     if not crds.exists("namespace", RELEASE_NS):
         crds("create", "namespace", RELEASE_NS)
     crds("apply", "-n", RELEASE_NS, "-f", "-", input=rendered)
@@ -80,6 +82,8 @@ def test_chart_operator_syncs_a_run_to_cleaned_under_its_service_account(
     wait_phase(ns, "run-chart", "Cleaned", timeout=180)
     assert (sftp_nas.root / ns.namespace / "runs" / "PROJ-0003/Runs/Run_1" / "raw/a.tif").read_bytes() == b"a" * 5000
 
+    lease = system.get("lease", "nassync-operator")
+    assert lease["spec"]["holderIdentity"] == chart_operator, "the operator pod leads through its chart RBAC"
     logs = system("logs", chart_operator)
     assert "Forbidden" not in logs and "forbidden" not in logs, logs[-2000:]
     target = ns.get("synctarget", "scope")["status"]

@@ -21,15 +21,15 @@ from nassync_dev.testing import Kubectl
 # watches). Widening this is a deliberate change: edit the set, the chart's
 # _helpers.tpl, manifests/base/rbac.yaml and docs/install.md together.
 NAMESPACED_RULES = {
-    ("nassync.dev", "syncjobs"): frozenset({"list", "watch"}),
+    ("nassync.dev", "syncjobs"): frozenset({"list", "watch", "delete"}),
     ("nassync.dev", "synctargets"): frozenset({"get", "list", "watch"}),
     ("nassync.dev", "syncjobs/status"): frozenset({"update"}),
     ("nassync.dev", "synctargets/status"): frozenset({"patch"}),
-    ("batch", "jobs"): frozenset({"list", "watch", "create"}),
+    ("batch", "jobs"): frozenset({"list", "watch", "create", "delete"}),
     ("", "pods"): frozenset({"list"}),
     ("", "pods/log"): frozenset({"get"}),
     ("", "secrets"): frozenset({"get"}),
-    ("", "events"): frozenset({"create"}),
+    ("", "events"): frozenset({"create", "list"}),
 }
 KOPF_CLUSTER_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"list", "watch"})}
 KOPF_NAMESPACES_RULES = {("", "namespaces"): frozenset({"list", "watch"})}
@@ -62,7 +62,8 @@ def test_chart_crds_are_the_repository_crds() -> None:
     "bad",
     [
         "replicaCount=abc",  # wrong type
-        "replicaCount=2",  # no leader election: at most one operator
+        "replicaCount=-1",
+        "leaderElection.lease=x",  # additionalProperties: false
         "unknownKey=1",  # additionalProperties: false at the top
         "webhook.unknown=1",  # ... and in nested objects
         "logFormat=xml",
@@ -89,6 +90,9 @@ def test_default_render_has_the_documented_objects_and_stable_names() -> None:
             "Service",
             "Secret",
             "ValidatingWebhookConfiguration",
+            "Role",
+            "RoleBinding",
+            "PodDisruptionBudget",
         ]
     )
     # Stable names for release "nassync": the RBAC e2e test binds to these.
@@ -111,12 +115,39 @@ def test_clusterrole_is_exactly_the_least_privilege_set() -> None:
     assert rule_set(role["rules"]) == EXPECTED_CLUSTERWIDE
 
 
+ELECTION_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["nassync-operator"],
+     "verbs": ["get", "update"]},
+]
+
+
+def test_leader_election_adds_only_its_lease_in_the_release_namespace_and_a_pdb() -> None:
+    out = docs(render())
+    role = one(out, "Role", "nassync-operator-leader-election")
+    assert role["metadata"]["namespace"] == "nassync-system"
+    assert role["rules"] == ELECTION_RULES
+    binding = one(out, "RoleBinding", "nassync-operator-leader-election")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "nassync-operator", "namespace": "nassync-system"}]
+    pdb = one(out, "PodDisruptionBudget", "nassync-operator")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == one(out, "Deployment")["spec"]["selector"]["matchLabels"]
+    single = docs(render("replicaCount=1", "leaderElection.enabled=false"))
+    assert "PodDisruptionBudget" not in kinds(single) and "Role" not in kinds(single)
+    assert one(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    failed = helm("template", "nassync", str(CHART), "--set", "leaderElection.enabled=false", check=False)
+    assert failed.returncode != 0 and "leaderElection" in failed.stderr
+
+
 def test_watch_namespaces_renders_roles_per_namespace_and_no_cluster_wide_access() -> None:
     out = docs(render("watchNamespaces={lab-a,lab-b}"))
     cluster_role = one(out, "ClusterRole", "nassync-operator")
     assert rule_set(cluster_role["rules"]) == {**KOPF_CLUSTER_RULES, **KOPF_NAMESPACES_RULES}
-    roles = {d["metadata"]["namespace"]: d for d in out if d["kind"] == "Role"}
-    bindings = {d["metadata"]["namespace"]: d for d in out if d["kind"] == "RoleBinding"}
+    roles = {d["metadata"]["namespace"]: d for d in out if d["kind"] == "Role"
+             and not d["metadata"]["name"].endswith("-leader-election")}
+    bindings = {d["metadata"]["namespace"]: d for d in out if d["kind"] == "RoleBinding"
+                and not d["metadata"]["name"].endswith("-leader-election")}
     assert set(roles) == set(bindings) == {"lab-a", "lab-b"}
     for namespace, role in roles.items():
         assert rule_set(role["rules"]) == NAMESPACED_RULES
@@ -149,7 +180,8 @@ def test_deployment_is_one_restricted_operator_whose_flags_the_operator_accepts(
     )
     deploy = one(out, "Deployment")
     spec = deploy["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "nassync-operator"
     assert pod["nodeSelector"] == {"role": "infra"}
@@ -175,6 +207,9 @@ def test_deployment_is_one_restricted_operator_whose_flags_the_operator_accepts(
     assert (args.metrics_port, args.health_port, args.webhook_port) == (8080, 8081, 9443)
     assert args.mover_image == "registry.lab/nassync-mover:7"
     assert args.log_format == "text" and args.namespace == []
+    assert args.leader_elect is True
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     assert (args.webhook_cert, args.webhook_key) == ("/certs/tls.crt", "/certs/tls.key")
     assert mounts["/certs"] == "webhook-certs"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}

@@ -40,9 +40,13 @@ def test_base_has_the_charts_rbac_and_operator_pod(cluster: Kubectl) -> None:
         "ClusterRoleBinding",
         "Deployment",
         "Service",
+        "Role",
+        "RoleBinding",
+        "PodDisruptionBudget",
     }
     assert one(base, "Namespace")["metadata"]["name"] == "nassync-system"
-    for kind in ("ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service"):
+    for kind in ("ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service", "Role",
+                 "RoleBinding", "PodDisruptionBudget"):
         assert [d["metadata"]["name"] for d in base if d["kind"] == kind] == [
             d["metadata"]["name"] for d in chart if d["kind"] == kind
         ], kind
@@ -51,6 +55,8 @@ def test_base_has_the_charts_rbac_and_operator_pod(cluster: Kubectl) -> None:
     base_pod, chart_pod = (one(x, "Deployment")["spec"] for x in (base, chart))
     assert base_pod == chart_pod, "manifests/base/deployment.yaml drifted from the chart (webhook.enabled=false)"
     assert one(base, "Service")["spec"] == one(chart, "Service")["spec"]
+    assert one(base, "Role")["rules"] == one(chart, "Role")["rules"]
+    assert one(base, "PodDisruptionBudget")["spec"] == one(chart, "PodDisruptionBudget")["spec"]
 
 
 def _retarget(items: list[Doc], namespace: str) -> tuple[list[Doc], list[Doc]]:
@@ -86,6 +92,7 @@ def test_dev_overlay_is_accepted_by_the_apiserver(ns: Kubectl, cluster: Kubectl)
     cluster_scoped, namespaced = _retarget(items, ns.namespace)
     out = cluster("apply", "--dry-run=server", "-f", "-", input=to_yaml_stream(cluster_scoped))
     assert out.count("(server dry run)") == len(cluster_scoped)
-    assert sorted(d["kind"] for d in namespaced) == ["Deployment", "Service", "ServiceAccount"]
+    assert sorted(d["kind"] for d in namespaced) == ["Deployment", "PodDisruptionBudget", "Role", "RoleBinding",
+                                                     "Service", "ServiceAccount"]
     out = ns("apply", "--dry-run=server", "-f", "-", input=to_yaml_stream(namespaced))
     assert out.count("(server dry run)") == len(namespaced)

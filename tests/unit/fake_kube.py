@@ -86,6 +86,10 @@ class FakeKube:
     def list_syncjobs(self, namespace: str) -> list[Body]:
         return [copy.deepcopy(b) for (ns, _), b in self.syncjobs.items() if ns == namespace]
 
+    def list_target_syncjobs(self, namespace: str, target: str) -> list[Body]:
+        return [b for b in self.list_syncjobs(namespace)
+                if ((b.get("spec") or {}).get("targetRef") or {}).get("name") == target]
+
     def replace_syncjob_status(self, body: Body) -> bool:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         stored = self.syncjobs.get(key)
@@ -120,10 +124,28 @@ class FakeKube:
         self.jobs[key] = copy.deepcopy(body)  # type: ignore[assignment]
         return True
 
+    deleted_jobs: list[str] = field(default_factory=list)
+    job_events: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def delete_syncjob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> bool:
+        stored = self.syncjobs.get((namespace, name))
+        meta = stored["metadata"] if stored is not None else None
+        if meta is None or meta["uid"] != uid or meta["resourceVersion"] != resource_version:
+            return False
+        del self.syncjobs[(namespace, name)]
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.deleted_jobs.append(name)
+        self.jobs.pop((namespace, name), None)
+
+    def list_events(self, namespace: str, involved: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(e) for e in self.job_events.get((namespace, involved), [])]
+
     def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str:
         return "\n".join(self.logs.get((namespace, pod), "").splitlines()[-lines:])
 
-    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+    def secret_keys(self, namespace: str, name: str, *, fresh: bool = False) -> frozenset[str] | None:
         return self.secrets.get((namespace, name))
 
     def emit_event(self, involved: Body, *, type_: str, reason: str, message: str) -> None:

@@ -100,7 +100,8 @@ def test_format_duration_rejects_negative() -> None:
 
 def test_duration_pattern_is_what_the_crds_use() -> None:
     text = "".join(p.read_text() for p in CRDS.glob("*.yaml"))
-    assert text.count(f"pattern: '{DURATION_PATTERN}'") == 3  # quietPeriod, minAge, reverify
+    # quietPeriod, minAge, reverify, history.deleteFinishedAfter, mover.startTimeout, 4 mover.deadlines
+    assert text.count(f"pattern: '{DURATION_PATTERN}'") == 9
     assert re.fullmatch(DURATION_PATTERN, "1h30m")
 
 

@@ -288,3 +288,21 @@ def test_rsync_push_has_trailing_slashes_and_strict_ssh() -> None:
     for option in ("BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=yes"):
         assert option in ssh
     assert "--delete" not in " ".join(command.argv)
+
+
+def test_a_full_nas_is_no_space_and_retried() -> None:
+    from nassync.core.backoff import Verdict, failure_outcome
+
+    samples = [
+        'ERROR : raw/a.tif: Failed to copy: Update ReadFrom failed: sftp: "write /runs/a.tif.partial: '
+        'no space left on device" (SSH_FX_FAILURE)',
+        'rsync: [receiver] write failed on "/volume1/runs/a.tif": No space left on device (28)',
+        "NT_STATUS_DISK_FULL quota exceeded",
+    ]
+    for line in samples:
+        info = classify(tool="rclone", returncode=1, messages=["Attempt 1/1 failed", line])
+        assert info.kind is ErrorKind.NO_SPACE, line
+        assert "the NAS is full" in info.message
+    outcome = failure_outcome(kind=ErrorKind.NO_SPACE, attempts=0, max_attempts=5, schedule=[30],
+                              mismatch_since_success=False)
+    assert outcome.verdict is Verdict.RETRY and outcome.delay_seconds == 30

@@ -7,7 +7,7 @@ order, and that it asks the core rather than deciding on its own.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -154,3 +154,44 @@ def test_a_volume_destination_is_ready_without_a_secret() -> None:
     assert _ready(kube)["status"] == "True"
     assert list(kube.jobs) == [("lab", "run-1-gate-1")]
     assert kube.targets[("lab", "scope")]["status"]["destinationType"] == "volume"
+
+
+def test_a_mover_pod_that_never_starts_is_explained_then_removed_and_retried(kube: FakeKube) -> None:
+    kube.add(_syncjob("run-1"))
+    now = [NOW]
+    loop = Reconciler(kube, default_image="example/nassync:test", clock=lambda: now[0])
+    loop.reconcile(KEY)
+    assert list(kube.jobs) == [("lab", "run-1-gate-1")]
+    kube.job_events[("lab", "run-1-gate-1")] = [{
+        "type": "Warning", "reason": "FailedCreate", "lastTimestamp": "2026-11-30T12:00:05Z",
+        "message": 'Error creating: pods "run-1-gate-1-x" is forbidden: violates PodSecurity "baseline:latest": '
+                   'hostPath volumes (volume "source")'}]
+    now[0] = NOW + timedelta(seconds=30)
+    loop.reconcile(KEY)
+    gated = {c["type"]: c for c in kube.status("run-1")["conditions"]}["Gated"]
+    assert gated["reason"] == "MoverNotStarted" and "PodSecurity" in gated["message"]
+    assert not kube.deleted_jobs
+    now[0] = NOW + timedelta(minutes=4)
+    loop.reconcile(KEY)
+    assert kube.deleted_jobs == ["run-1-gate-1"]
+    status = kube.status("run-1")
+    assert status["lastError"]["kind"] == "NotStarted" and "hostPath volumes" in status["lastError"]["message"]
+    loop.reconcile(KEY)  # the Job is gone (foreground deletion done): its slot is free
+    assert kube.targets[("lab", "scope")]["status"]["activeMovers"] == 0
+
+
+def test_history_deletes_only_old_finished_syncjobs_and_says_so(kube: FakeKube) -> None:
+    kube.targets[("lab", "scope")]["spec"]["history"] = {"keepFinished": 1}
+    for i, phase in enumerate(("Cleaned", "Cleaned", "Failed", "Cleaned")):
+        body = _syncjob(f"run-{i}", f"P/Runs/R{i}")
+        body["status"] = {"phase": phase, "observedGeneration": 1,
+                          "cleanedAt": f"2026-11-30T10:0{i}:00Z" if phase == "Cleaned" else None}
+        body["status"] = {k: v for k, v in body["status"].items() if v is not None}
+        kube.add(body)
+    loop = _reconciler(kube)
+    assert loop.reconcile(KEY) == 2.0  # statuses written this round: judged on the next one
+    loop._pruned_at.clear()  # (judged at most every PRUNE_INTERVAL)
+    loop.reconcile(KEY)
+    assert sorted(name for _ns, name in kube.syncjobs) == ["run-2", "run-3"]  # Failed stays; newest Cleaned stays
+    pruned = [e for e in kube.events if e.reason == "HistoryPruned"]
+    assert len(pruned) == 1 and pruned[0].kind == "SyncTarget" and "untouched" in pruned[0].message

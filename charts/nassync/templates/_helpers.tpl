@@ -85,10 +85,11 @@ docs/install.md "What the RBAC grants". tests/ship pins this set.
 */}}
 {{- define "nassync.namespacedRules" -}}
 # kopf watches SyncJobs and SyncTargets; the reconciler and the webhook list
-# SyncJobs per namespace and read one SyncTarget by name.
+# SyncJobs per namespace and read one SyncTarget by name. delete: only a
+# target's opt-in spec.history removes finished SyncJobs (never any data).
 - apiGroups: ["nassync.dev"]
   resources: ["syncjobs"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "delete"]
 - apiGroups: ["nassync.dev"]
   resources: ["synctargets"]
   verbs: ["get", "list", "watch"]
@@ -100,11 +101,12 @@ docs/install.md "What the RBAC grants". tests/ship pins this set.
 - apiGroups: ["nassync.dev"]
   resources: ["synctargets/status"]
   verbs: ["patch"]
-# Mover Jobs: watched (kopf, label-filtered), listed and created; never
-# updated or deleted (the garbage collector removes them with their SyncJob).
+# Mover Jobs: watched (kopf, label-filtered), listed and created; deleted only
+# when their pod never started within spec.mover.startTimeout (frees the slot).
+# Otherwise the garbage collector removes them with their SyncJob.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create"]
+  verbs: ["list", "watch", "create", "delete"]
 # Mover pods: listed for their state; their log tail gives push progress.
 - apiGroups: [""]
   resources: ["pods"]
@@ -117,8 +119,10 @@ docs/install.md "What the RBAC grants". tests/ship pins this set.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-# Events on SyncJobs/SyncTargets (the reconciler and kopf post core/v1 Events).
+# Events on SyncJobs/SyncTargets (the reconciler and kopf post core/v1 Events);
+# listed only for a mover Job whose pod has not started (FailedCreate,
+# FailedScheduling, FailedMount say why).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- end }}

@@ -37,6 +37,11 @@ class ErrorKind(StrEnum):
     LOCAL_VANISHED = "LocalVanished"  # the run (or files in it) disappeared locally
     CONFIG = "Config"  # broken secret / rclone config / parameters
     PERMISSION = "Permission"  # the mover's uid/gid may not read, write or delete what the run needs
+    NO_SPACE = "NoSpace"  # the NAS (or its quota) is full: retry with backoff once space is freed
+    # Set by the operator, not by a mover: the mover Job ran past its deadline
+    # (activeDeadlineSeconds), or its pod never started within startTimeout.
+    TIMEOUT = "Timeout"
+    NOT_STARTED = "NotStarted"
     UNKNOWN = "Unknown"
 
 

@@ -520,6 +520,32 @@ class RunAsRunOwner(ApiModel):
         return uid != 0 and self.min_uid <= uid <= self.max_uid
 
 
+# Per-step default of a mover Job's activeDeadlineSeconds: long enough for a
+# big run at a throttled rate, short enough that a hung NAS frees the slot.
+DEFAULT_DEADLINES: dict[str, int] = {"gate": 30 * 60, "push": 24 * 3600, "verify": 12 * 3600, "cleanup": 12 * 3600}
+DEFAULT_START_TIMEOUT = "3m"
+
+
+def _positive(value: str | None, what: str) -> str | None:
+    if value is not None and parse_duration(value) <= 0:
+        raise ValueError(f"{what} must be longer than 0s")
+    return value
+
+
+class StepDeadlines(ApiModel):
+    """Per-step upper bound on a mover Job's runtime; unset steps fall back (see Mover.deadline_seconds)."""
+
+    gate: Duration | None = None
+    push: Duration | None = None
+    verify: Duration | None = None
+    cleanup: Duration | None = None
+
+    @field_validator("gate", "push", "verify", "cleanup")
+    @classmethod
+    def _positive(cls, value: str | None) -> str | None:
+        return _positive(value, "spec.mover.deadlines")
+
+
 class Mover(ApiModel):
     """Pod-level settings of the mover Jobs of this target."""
 
@@ -533,6 +559,8 @@ class Mover(ApiModel):
     )
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     run_as_run_owner: RunAsRunOwner | None = None
+    deadlines: StepDeadlines | None = None
+    start_timeout: Duration = DEFAULT_START_TIMEOUT
     # For a NAS only the node's own network reaches; off by default because it
     # gives the mover the node's network identity.
     host_network: bool = False
@@ -543,6 +571,40 @@ class Mover(ApiModel):
         if self.run_as_run_owner is not None and fixed_uid:
             raise ValueError("runAsRunOwner and securityContext.runAsUser exclude each other; set one")
         return self
+
+    @field_validator("start_timeout")
+    @classmethod
+    def _start_positive(cls, value: str) -> str:
+        _positive(value, "spec.mover.startTimeout")
+        return value
+
+    def deadline_seconds(self, step: str) -> int:
+        """The Job's activeDeadlineSeconds for `step`: deadlines.<step>, else activeDeadlineSeconds, else default."""
+        explicit = getattr(self.deadlines, step, None) if self.deadlines is not None else None
+        if explicit is not None:
+            return parse_duration(explicit)
+        if self.active_deadline_seconds is not None:
+            return self.active_deadline_seconds
+        return DEFAULT_DEADLINES[step]
+
+    @property
+    def start_timeout_seconds(self) -> int:
+        return parse_duration(self.start_timeout)
+
+
+class History(ApiModel):
+    """Opt-in removal of finished SyncJobs (core/history.py); never of data."""
+
+    keep_finished: int | None = Field(default=None, ge=0, le=1_000_000)
+    delete_finished_after: Duration | None = None
+
+    @property
+    def delete_finished_after_seconds(self) -> int | None:
+        return parse_duration(self.delete_finished_after) if self.delete_finished_after is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.keep_finished is not None or self.delete_finished_after is not None
 
 
 # --- spec / status / object -------------------------------------------------
@@ -558,6 +620,7 @@ class SyncTargetSpec(ApiModel):
     retry: Retry = Field(default_factory=Retry)
     gate: Gate = Field(default_factory=Gate)
     cleanup: Cleanup = Field(default_factory=Cleanup)
+    history: History = Field(default_factory=History)
     mover: Mover = Field(default_factory=Mover)
 
     @field_validator("replicas")

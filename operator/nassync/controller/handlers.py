@@ -1,9 +1,11 @@
-"""kopf wiring: watch events wake the reconciler; nothing is decided here.
+"""kopf wiring: the process's lifecycle, probes and the admission webhook; nothing is decided here.
 
-Only `on.event` handlers are used for our resources: they store no state on
-the objects and add no finalizers, so deleting a SyncJob never waits for the
-operator (docs/concepts.md), and mover Jobs are never annotated by
-kopf. All decisions happen in the reconciler, one target at a time.
+SyncTargets, SyncJobs and mover Jobs are watched by the informers of
+controller/cache.py (list + watch, deletions noticed after a reconnect), which
+wake the reconciler; kopf registers no handlers on them, so it stores no state
+on the objects and adds no finalizers: deleting a SyncJob never waits for the
+operator (docs/concepts.md). All decisions happen in the reconciler, one
+target at a time.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any
 
 import kopf
 
-from nassync.api.common import GROUP, VERSION
 from nassync.certs import CertificateAuthority
-from nassync.controller.kube import ApiKube, load_config
+from nassync.controller import metrics
+from nassync.controller.cache import CachedKube
+from nassync.controller.election import ApiLeases, ElectionConfig, LeaderElector
+from nassync.controller.kube import load_config
 from nassync.controller.moverjob import DEFAULT_IMAGE
-from nassync.controller.reconciler import TARGET_ANNOTATION, Reconciler, TargetKey
+from nassync.controller.reconciler import Reconciler, TargetKey
 from nassync.core import names
 
 log = logging.getLogger("nassync.operator")
@@ -48,9 +52,13 @@ class OperatorMemo:
 
     default_image: str = DEFAULT_IMAGE
     webhook: WebhookConfig | None = None
+    election: ElectionConfig | None = None  # None: standalone (the only replica)
+    namespaces: list[str] = field(default_factory=list)  # empty: all namespaces
     reconciler: Reconciler | None = None
+    elector: LeaderElector | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    election_thread: threading.Thread | None = None
 
 
 def _enqueue(memo: OperatorMemo, namespace: str | None, target: str | None) -> None:
@@ -94,8 +102,24 @@ def configure(settings: kopf.OperatorSettings, memo: OperatorMemo, **_: Any) -> 
         # Fail closed: a SyncJob that could not be checked is not admitted.
         settings.admission.managed = "nassync.dev" if hook.manage else None
     load_config()
-    memo.reconciler = Reconciler(ApiKube(), default_image=memo.default_image)
     memo.stop.clear()
+    # Globs (kopf's -n syntax) cannot be listed per namespace: watch all and let RBAC decide.
+    exact = [n for n in memo.namespaces if not any(ch in n for ch in "*?[!")]
+    kube = CachedKube(lambda namespace, name: _enqueue(memo, namespace, name),
+                      namespaces=exact if exact and len(exact) == len(memo.namespaces) else None)
+    memo.reconciler = Reconciler(kube, default_image=memo.default_image)
+    kube.start(memo.stop)
+    if not kube.wait_synced(120):
+        log.warning("the caches did not finish their first list within 120 s; reconciling what is known")
+    if memo.election is not None:
+        memo.elector = LeaderElector(ApiLeases(), memo.election,
+                                     on_change=lambda leader: metrics.LEADER.set(1 if leader else 0))
+        memo.reconciler.leader = memo.elector.is_leader
+        memo.election_thread = threading.Thread(target=memo.elector.run, args=(memo.stop,),
+                                                name="leader-election", daemon=True)
+        memo.election_thread.start()
+    else:
+        metrics.LEADER.set(1)
     memo.thread = threading.Thread(target=memo.reconciler.run_forever, args=(memo.stop,),
                                    name="reconciler", daemon=True)
     memo.thread.start()
@@ -106,21 +130,8 @@ def shutdown(memo: OperatorMemo, **_: Any) -> None:
     memo.stop.set()
     if memo.thread is not None:
         memo.thread.join(timeout=10)
-
-
-@kopf.on.event(GROUP, VERSION, "syncjobs")
-def syncjob_changed(body: kopf.Body, namespace: str | None, memo: OperatorMemo, **_: Any) -> None:
-    _enqueue(memo, namespace, (body.get("spec") or {}).get("targetRef", {}).get("name"))
-
-
-@kopf.on.event(GROUP, VERSION, "synctargets")
-def target_changed(name: str | None, namespace: str | None, memo: OperatorMemo, **_: Any) -> None:
-    _enqueue(memo, namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY})
-def mover_changed(annotations: kopf.Annotations, namespace: str | None, memo: OperatorMemo, **_: Any) -> None:
-    _enqueue(memo, namespace, annotations.get(TARGET_ANNOTATION))
+    if memo.election_thread is not None:
+        memo.election_thread.join(timeout=10)  # releases the lease: a standby takes over at once
 
 
 @kopf.on.probe(id="reconciler")

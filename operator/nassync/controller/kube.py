@@ -57,13 +57,17 @@ class Kube(Protocol):
 
     def get_target(self, namespace: str, name: str) -> Body | None: ...
     def list_syncjobs(self, namespace: str) -> list[Body]: ...
+    def list_target_syncjobs(self, namespace: str, target: str) -> list[Body]: ...
+    def delete_syncjob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> bool: ...
     def replace_syncjob_status(self, body: Body) -> bool: ...
     def patch_target_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
     def list_jobs(self, namespace: str, selector: str) -> list[Body]: ...
     def list_pods(self, namespace: str, selector: str) -> list[Body]: ...
     def create_job(self, body: dict[str, Any]) -> bool: ...
+    def delete_job(self, namespace: str, name: str) -> None: ...
+    def list_events(self, namespace: str, involved: str) -> list[dict[str, Any]]: ...
     def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str: ...
-    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None: ...
+    def secret_keys(self, namespace: str, name: str, *, fresh: bool = False) -> frozenset[str] | None: ...
     def emit_event(self, involved: Body, *, type_: str, reason: str, message: str) -> None: ...
 
 
@@ -98,6 +102,23 @@ class ApiKube:
         items: list[Body] = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, SYNCJOBS)["items"]
         return items
+
+    def delete_syncjob(self, namespace: str, name: str, *, uid: str, resource_version: str) -> bool:
+        """Delete one SyncJob, only if it is still the object judged (uid and resourceVersion preconditions)."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(
+            uid=uid, resource_version=resource_version or None))
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, SYNCJOBS, name, body=options)
+            return True
+        except ApiException as e:
+            if e.status in (404, 409):
+                return False
+            raise
+
+    def list_target_syncjobs(self, namespace: str, target: str) -> list[Body]:
+        """The SyncJobs of one target (spec.targetRef.name)."""
+        return [b for b in self.list_syncjobs(namespace)
+                if ((b.get("spec") or {}).get("targetRef") or {}).get("name") == target]
 
     def replace_syncjob_status(self, body: Body) -> bool:
         """PUT the status with the body's resourceVersion; False on a conflict."""
@@ -142,6 +163,22 @@ class ApiKube:
                 return False
             raise
 
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a mover Job with foreground propagation: it stays visible until its pods are gone."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground",
+                                             _preload_content=False)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def list_events(self, namespace: str, involved: str) -> list[dict[str, Any]]:
+        """Events about one object (a mover Job or its pod), for saying why a pod did not start."""
+        resp = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={involved}",
+                                               _preload_content=False)
+        events: list[dict[str, Any]] = json.loads(resp.data)["items"]
+        return events
+
     def pod_log_tail(self, namespace: str, pod: str, *, lines: int = 20) -> str:
         try:
             text: str = self.core.read_namespaced_pod_log(pod, namespace, tail_lines=lines,
@@ -150,7 +187,7 @@ class ApiKube:
         except ApiException:
             return ""
 
-    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+    def secret_keys(self, namespace: str, name: str, *, fresh: bool = False) -> frozenset[str] | None:
         try:
             secret = self.core.read_namespaced_secret(name, namespace)
         except ApiException as e:

@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
+from pathlib import Path
 
 import kopf
 from prometheus_client import start_http_server
 
 from nassync.controller import handlers
+from nassync.controller.election import ElectionConfig
 from nassync.controller.moverjob import DEFAULT_IMAGE
 from nassync.logs import configure_logging
+
+SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _own_namespace() -> str:
+    try:
+        return Path(SA_NAMESPACE).read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +50,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    default=os.environ.get("NASSYNC_WEBHOOK_MANAGE", "") == "true",
                    help="create the ValidatingWebhookConfiguration with a URL client config (development); "
                         "in a cluster the Helm chart owns a Service-referenced configuration instead")
+    p.add_argument("--leader-elect", action="store_true",
+                   default=os.environ.get("NASSYNC_LEADER_ELECT", "") == "true",
+                   help="run as one of several replicas: only the holder of a coordination.k8s.io Lease "
+                        "reconciles (the Helm chart sets this)")
+    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE") or _own_namespace(),
+                   help="namespace of the Lease (default: the pod's namespace)")
+    p.add_argument("--lease-name", default=os.environ.get("NASSYNC_LEASE_NAME", "nassync-operator"))
+    p.add_argument("--identity", default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+                   help="this replica's name in the Lease (default: the pod name)")
     p.add_argument("--log-format", choices=["json", "text"], default=os.environ.get("NASSYNC_LOG_FORMAT", "json"))
     p.add_argument("--log-level", default=os.environ.get("NASSYNC_LOG_LEVEL", "INFO"))
     return p.parse_args(argv)
@@ -46,7 +67,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(fmt=args.log_format, level=args.log_level)
-    memo = handlers.OperatorMemo(default_image=args.mover_image)
+    memo = handlers.OperatorMemo(default_image=args.mover_image, namespaces=list(args.namespace))
+    if args.leader_elect:
+        memo.election = ElectionConfig(namespace=args.lease_namespace, identity=args.identity,
+                                       name=args.lease_name)
     if args.webhook_port:
         from nassync.controller import webhook  # noqa: F401  (registers the admission handler)
 

@@ -35,6 +35,7 @@ OLDEST_UNVERIFIED = Gauge("nassync_oldest_unverified_run_seconds",
                           "Age of the oldest SyncJob whose run is not yet verified on the NAS.", _LABELS)
 MOVERS_STARTED = Counter("nassync_movers_started_total", "Mover Jobs created.", [*_LABELS, "step"])
 RECONCILE_ERRORS = Counter("nassync_reconcile_errors_total", "Reconcile rounds that raised.")
+LEADER = Gauge("nassync_leader", "1 while this replica holds the leader lease and reconciles, 0 on standby.")
 RECONCILE_SECONDS = Histogram("nassync_reconcile_duration_seconds", "Duration of one target's reconcile round.")
 
 

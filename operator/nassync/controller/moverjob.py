@@ -194,8 +194,9 @@ def build_mover_job(*, job: SyncJob, target: SyncTarget, step: mover_io.Step, na
         "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
-    if mover.active_deadline_seconds:
-        spec["activeDeadlineSeconds"] = mover.active_deadline_seconds
+    # Always bounded: a mover hung on a NAS that stopped answering is stopped by the Job
+    # controller (DeadlineExceeded) and frees the target's slot; the step fails as Timeout.
+    spec["activeDeadlineSeconds"] = mover.deadline_seconds(step)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from nassync.api.common import InvalidTime, parse_time
 from nassync.api.mover_io import MoverResult
 from nassync.api.syncjob import MoverJobState, Progress
 from nassync.controller.kube import Body
@@ -68,18 +69,106 @@ def pods_by_job(pods: Iterable[Body]) -> dict[str, list[Body]]:
     return grouped
 
 
-def child_jobs(owner_uid: str, jobs: Iterable[Body], pods: Mapping[str, list[Body]]) -> dict[str, ChildJob]:
-    """The mover Jobs controlled by the SyncJob with `owner_uid`, with finished ones' results."""
+def _failed_condition(job: Body) -> dict[str, Any] | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Failed", "FailureTarget") and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def started(job: Body, pods: Iterable[Body]) -> bool:
+    """Whether a pod of this Job ever ran a container (ready, finished, or seen running)."""
+    status = job.get("status") or {}
+    if status.get("ready") or status.get("succeeded") or status.get("failed") or job_state(job) != "Running":
+        return True
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed"):
+            return True
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if "running" in (cs.get("state") or {}) or "terminated" in (cs.get("state") or {}):
+                return True
+    return False
+
+
+def why_not_started(job: Body, pods: Iterable[Body], events: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why a Job's pod has not started, from its pods' conditions and states and the Events of both.
+
+    FailedCreate (e.g. Pod Security refusing a hostPath volume) exists only as an
+    Event on the Job; Unschedulable is the pod's PodScheduled condition;
+    ErrImagePull and mount failures are container states, conditions and Events.
+    """
+    reasons: list[str] = []
+    for event in sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+                        reverse=True):
+        if event.get("type") == "Warning" and event.get("reason"):
+            reasons.append(f"{event['reason']}: {event.get('message', '')}".strip())
+            break
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting.get("reason") != "ContainerCreating":
+                reasons.append(f"{waiting['reason']}: {waiting.get('message', '')}".strip(": "))
+        for cond in status.get("conditions") or []:
+            if cond.get("status") == "False" and cond.get("message"):
+                reasons.append(f"{cond['message']} ({cond.get('reason') or cond.get('type')})")
+        if status.get("message"):
+            reasons.append(str(status["message"]))
+        if not (pod.get("spec") or {}).get("nodeName") and not reasons:
+            reasons.append("the pod is not scheduled to any node (no node matches spec.source.nodeSelector, "
+                           "or a taint is not tolerated)")
+    if not reasons and not list(pods):
+        reasons.append("the Job has no pod yet")
+    unique = list(dict.fromkeys(r for r in reasons if r))
+    return "; ".join(unique)[:900] if unique else None
+
+
+def _failure(job: Body, pods: Iterable[Body]) -> str | None:
+    parts = []
+    cond = _failed_condition(job)
+    if cond is not None:
+        parts.append(f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".strip(": "))
+    for pod in pods:
+        term = _terminated(pod)
+        if term:
+            parts.append(f"container mover {term.get('reason', 'terminated')}, exit code {term.get('exitCode')}"
+                         + (f" ({term['message'][:200]})" if term.get("message") and not
+                            str(term["message"]).startswith("{") else ""))
+    return "; ".join(parts) if parts else None
+
+
+def _created(job: Body) -> Any:
+    try:
+        return parse_time(job.get("metadata", {}).get("creationTimestamp"))
+    except InvalidTime:
+        return None
+
+
+def child_jobs(owner_uid: str, jobs: Iterable[Body], pods: Mapping[str, list[Body]],
+               events: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, ChildJob]:
+    """The mover Jobs controlled by the SyncJob with `owner_uid`, with finished ones' results.
+
+    `events` (by Job name) are the Events of a Job and its pods, read only for
+    Jobs whose pod has not started; they explain why.
+    """
     children = {}
     for job in jobs:
         meta = job.get("metadata", {})
         if not any(ref.get("uid") == owner_uid for ref in meta.get("ownerReferences") or []):
             continue
+        name = meta.get("name", "")
+        own_pods = pods.get(name, [])
         state = job_state(job)
-        result = parse_result(pods.get(meta.get("name", ""), [])) if state != "Running" else None
+        result = parse_result(own_pods) if state != "Running" else None
         step = (meta.get("labels") or {}).get(names.LABEL_STEP, "push")
-        children[meta["name"]] = ChildJob(name=meta["name"], step=step, state=state,  # type: ignore[arg-type]
-                                          result=result)
+        ran = started(job, own_pods)
+        cond = _failed_condition(job)
+        children[name] = ChildJob(
+            name=name, step=step, state=state, result=result,  # type: ignore[arg-type]
+            started=ran, created_at=_created(job),
+            waiting=None if ran else why_not_started(job, own_pods, (events or {}).get(name, [])),
+            failure=_failure(job, own_pods) if state != "Running" else None,
+            deadline_exceeded=cond is not None and cond.get("reason") == "DeadlineExceeded")
     return children
 
 

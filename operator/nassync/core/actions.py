@@ -56,7 +56,20 @@ class EmitEvent:
     message: str
 
 
-Action = CreateMoverJob | EmitEvent
+@dataclass(frozen=True)
+class DeleteMoverJob:
+    """Remove mover Job `name` (and its pod) that will never do its job, e.g. a pod that never started.
+
+    Only the Job controller's pods are affected; never data. The shell deletes
+    it with foreground propagation, so the Job stays visible (and keeps its
+    mover slot) until its pod is gone.
+    """
+
+    name: str
+    reason: str
+
+
+Action = CreateMoverJob | DeleteMoverJob | EmitEvent
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,10 @@ class Decision:
     @property
     def creates(self) -> tuple[CreateMoverJob, ...]:
         return tuple(a for a in self.actions if isinstance(a, CreateMoverJob))
+
+    @property
+    def deletes(self) -> tuple[DeleteMoverJob, ...]:
+        return tuple(a for a in self.actions if isinstance(a, DeleteMoverJob))
 
     @property
     def events(self) -> tuple[EmitEvent, ...]:

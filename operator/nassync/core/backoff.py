@@ -11,8 +11,11 @@ depends only on that kind and on the job's retry history (docs/concepts.md,
   repairs it (an interrupted upload, a NAS that lost a file); a second mismatch
   since the last successful verify means something keeps corrupting the data,
   and the job fails. The extra push does not count as an attempt.
-- `Network`, `Unknown`: transient until proven otherwise; retried with the
-  target's `backoffSeconds` schedule until `maxAttempts` attempts are spent.
+- `Network`, `Unknown`, `NoSpace` (a full NAS is freed by a person, but the
+  run must not need a second person to resume), `Timeout` (a mover ran past its
+  deadline: a hung NAS) and `NotStarted` (its pod never started: node down,
+  image, volume, Pod Security): transient until proven otherwise; retried with
+  the target's `backoffSeconds` schedule until `maxAttempts` attempts are spent.
 
 Keeping this apart from `decide()` lets the policy be read, and tested, as the
 small table it is.

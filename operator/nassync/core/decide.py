@@ -69,7 +69,7 @@ from nassync.api.syncjob import (
 from nassync.api.target import PRIMARY, SyncTarget
 from nassync.core import conditions as cond
 from nassync.core import interlocks, replicas
-from nassync.core.actions import Action, CreateMoverJob, Decision, EmitEvent, EventType
+from nassync.core.actions import Action, CreateMoverJob, Decision, DeleteMoverJob, EmitEvent, EventType
 from nassync.core.backoff import (
     DEFAULT_BACKOFF_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
@@ -90,6 +90,11 @@ MOVER_APPEAR_GRACE_SECONDS = 60.0
 # How often a job waiting for a mover slot looks again (a finishing mover of the
 # same target also wakes it through the shell).
 SLOT_POLL_SECONDS = 15.0
+# A mover Job whose pod has not started: look again this often (to say why), and
+# give up on it after the target's spec.mover.startTimeout (this without a target).
+NOT_STARTED_POLL_SECONDS = 5.0
+STARTING_GRACE_SECONDS = 8.0
+DEFAULT_START_TIMEOUT_SECONDS = 180
 TARGET_MISSING_POLL_SECONDS = 30.0
 # Secrets are not watched: a target waiting for one looks again this often.
 TARGET_NOT_READY_POLL_SECONDS = 15.0
@@ -105,6 +110,13 @@ class ChildJob:
     state: ChildState
     result: MoverResult | None = None  # parsed termination message, if any
     replica: str | None = None  # the replica it works on (its nassync.dev/replica label); None: the primary
+    # Whether its pod ever started (a container ran); a Running Job whose pod has
+    # not started after the target's startTimeout is removed and retried.
+    started: bool = True
+    created_at: datetime | None = None
+    waiting: str | None = None  # why its pod has not started (conditions, events), when known
+    failure: str | None = None  # why the Job/pod failed (Job condition, container state), when known
+    deadline_exceeded: bool = False  # the Job controller stopped it at activeDeadlineSeconds
 
 
 @dataclass(frozen=True)
@@ -260,9 +272,43 @@ def _track_mover(run: _Run) -> None:
         )
         return
     if child.state == "Running":
+        if not child.started:
+            _not_started(run, step=step, child=child)
         return
     _finish_mover(run, child.state)
     _consume(run, step=step, child=child)
+
+
+def _start_timeout(run: _Run) -> int:
+    return run.target.spec.mover.start_timeout_seconds if run.target is not None else DEFAULT_START_TIMEOUT_SECONDS
+
+
+def _not_started(run: _Run, *, step: Step, child: ChildJob) -> None:
+    """A mover Job whose pod has not started: say why, and give up on it after startTimeout.
+
+    Giving up removes the Job (its slot is freed once it is gone) and fails the
+    step as NotStarted, retried with backoff; the next mover starts only after
+    the removed Job has disappeared (`_start`), so two never run at once.
+    """
+    timeout = _start_timeout(run)
+    created = child.created_at or (run.status.mover_job.started_at if run.status.mover_job else None)
+    age = (run.now - created).total_seconds() if created is not None else 0.0
+    why = child.waiting or "no node has started it yet"
+    if age < timeout:
+        if age >= STARTING_GRACE_SECONDS:  # a pod starting normally is not worth a status write
+            message = f"waiting for the {step} mover pod to start: {why}"
+            entry = run.replica(child.replica) if child.replica else None
+            if entry is not None:
+                entry.message = message[:1024]
+            else:
+                run.condition(STEP_TABLE[step].condition, "False", "MoverNotStarted", message[:1024])
+        run.wake_in(min(timeout - age, NOT_STARTED_POLL_SECONDS))
+        return
+    run.actions.append(DeleteMoverJob(name=child.name, reason="NotStarted"))
+    _finish_mover(run, "Failed")
+    message = (f"the {step} mover pod did not start within {human_seconds(timeout)} (spec.mover.startTimeout): "
+               f"{why}; its Job {child.name} was removed")
+    _mover_failed(run, step=step, kind=ErrorKind.NOT_STARTED, message=message)
 
 
 def _finish_mover(run: _Run, state: ChildState) -> None:
@@ -275,8 +321,13 @@ def _problem(spec: StepSpec, child: ChildJob) -> tuple[ErrorKind, str] | None:
     """Why `child` did not do its job, or None when its result can be used."""
     step = spec.step
     result = child.result
+    if child.deadline_exceeded and (result is None or not result.ok):
+        return ErrorKind.TIMEOUT, (f"the {step} mover did not finish within its deadline (spec.mover.deadlines."
+                                   f"{step}) and was stopped; a NAS that stopped answering, or a run too big for "
+                                   f"the deadline at this bandwidth (see kubectl logs job/{child.name})")
     if result is None:
-        return ErrorKind.UNKNOWN, (f"mover pod ended without a result (see kubectl logs job/{child.name})")
+        detail = f": {child.failure}" if child.failure else ""
+        return ErrorKind.UNKNOWN, (f"mover pod ended without a result{detail} (see kubectl logs job/{child.name})")
     if result.step != step:
         return ErrorKind.UNKNOWN, f"mover reported a {result.step} result for a {step} Job"
     if not result.ok:
@@ -731,6 +782,18 @@ def _start(run: _Run, step: Step, *, permit: CleanupPermit | None = None, replic
     """Ask for mover n = moverRuns + 1 running `step` (on `replica`, if given); False when it must wait."""
     status = run.status
     if run.job.spec.suspend or run.started_mover:
+        return False
+    lingering = sorted(c.name for c in run.children.values() if c.state == "Running")
+    if lingering:
+        # An earlier mover of this SyncJob is still there (e.g. removed after it never
+        # started, and not gone yet): never two movers of one SyncJob at once.
+        message = f"waiting for mover Job {lingering[0]} to go away"
+        entry = run.replica(replica) if replica is not None else None
+        if entry is not None:
+            entry.message = f"{step} {message}"
+        elif replica is None:
+            _hold(run, step, "WaitingForOldMover", message)
+        run.wake_in(SLOT_POLL_SECONDS)
         return False
     if replica is not None:
         return _start_replica(run, step, replica)

@@ -142,6 +142,13 @@ SHARED_RULES: tuple[Rule, ...] = (
         "files of the run disappeared from the local disk during the transfer: {detail}",
     ),
     rule(
+        ErrorKind.NO_SPACE,
+        r"no space left on device|disk quota exceeded|quota exceeded|ENOSPC|"
+        r"insufficient (?:storage|space)|not enough space|\(28\)",
+        "the NAS is full (no space left on device); free space there or raise its quota, "
+        "the push is retried with backoff: {detail}",
+    ),
+    rule(
         ErrorKind.NETWORK,
         r"connection refused|no route to host|network is unreachable|"
         r"no such host|Could not resolve hostname|Name or service not known|"
