@@ -149,3 +149,76 @@ def test_a_volume_destination_mounts_its_claim_and_needs_no_secret() -> None:
     params = MoverParams.model_validate_json(env["NASSYNC_PARAMS"])
     assert params.destination.type == "volume"
     assert params.destination.path == "/var/run/nassync/destination/runs/scope"
+
+
+REPLICATED = {**TARGET, "spec": {**TARGET["spec"], "replicas": [
+    {"name": "offsite", "destination": {"rclone": {"remote": "s3", "path": "bucket/runs",
+                                                   "configSecretRef": {"name": "s3-rclone"}}},
+     "verify": {"method": "Download"}, "bandwidth": {"defaultKiBps": 512}},
+    {"name": "nfs", "destination": {"volume": {"claimName": "archive", "path": "/runs"}}},
+    {"name": "tape", "destination": {"rsync": {"host": "tape", "user": "lab", "path": "/a",
+                                               "sshSecretRef": {"name": "tape-ssh"}}},
+     "requiredForCleanup": False},
+]}}
+
+
+def _replica_job(step: str, replica: str | None) -> dict[str, Any]:
+    return build_mover_job(job=_job(), target=SyncTarget.from_body(REPLICATED), step=step,  # type: ignore[arg-type]
+                           name=f"run-1-{step}-5" + (f"-{replica}" if replica else ""), n=5, replica=replica)
+
+
+def _params(manifest: dict[str, Any]) -> MoverParams:
+    env = {e["name"]: e["value"] for e in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return MoverParams.model_validate_json(env["NASSYNC_PARAMS"])
+
+
+def _mounts(manifest: dict[str, Any]) -> dict[str, str]:
+    pod = manifest["spec"]["template"]["spec"]
+    return {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+
+
+def test_a_replica_push_pod_holds_that_replica_only_in_the_usual_place() -> None:
+    manifest = _replica_job("push", "offsite")
+    params = _params(manifest)
+    assert params.replica == "offsite" and params.replicas == []
+    assert params.destination.type == "rclone" and params.destination.remote == "s3"
+    assert params.destination.config_file == "/var/run/nassync/secret/rclone.conf"
+    assert (params.verify_method, params.bandwidth.default_kibps) == ("Download", 512)
+    pod = manifest["spec"]["template"]["spec"]
+    secrets = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    assert secrets == ["s3-rclone"], "neither the primary's nor another replica's credentials"
+    assert manifest["metadata"]["labels"]["nassync.dev/replica"] == "offsite"
+    assert json.loads(manifest["metadata"]["annotations"]["nassync.dev/params"])["replica"] == "offsite"
+
+
+def test_a_replica_without_bandwidth_uses_the_targets() -> None:
+    params = _params(_replica_job("push", "nfs"))
+    assert params.destination.type == "volume"
+    assert params.destination.path == "/var/run/nassync/destination/runs"
+    assert params.bandwidth.default_kibps == 0 and params.verify_method == "Auto"
+
+
+def test_a_cleanup_pod_proves_every_required_replica_each_in_its_own_slot() -> None:
+    manifest = _replica_job("cleanup", None)
+    params = _params(manifest)
+    assert params.replica is None and params.destination.remote == "nas"  # type: ignore[union-attr]
+    assert [r.name for r in params.replicas] == ["offsite", "nfs"], "the optional tape copy is not waited for"
+    offsite, nfs = params.replicas
+    assert offsite.destination.config_file == "/var/run/nassync/replicas/offsite/secret/rclone.conf"  # type: ignore[union-attr]
+    assert offsite.verify_method == "Download"
+    assert nfs.destination.path == "/var/run/nassync/replicas/nfs/destination/runs"
+    mounts = _mounts(manifest)
+    assert mounts["/var/run/nassync/secret"] == "nas-secret"
+    assert mounts["/var/run/nassync/replicas/offsite/secret"] == "replica-offsite-secret"
+    assert mounts["/var/run/nassync/replicas/nfs/destination"] == "replica-nfs-destination"
+    pod = manifest["spec"]["template"]["spec"]
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["archive"]
+    assert not any("tape" in json.dumps(v) for v in pod["volumes"])
+
+
+def test_a_replica_job_is_observed_as_that_replicas() -> None:
+    manifest = _replica_job("verify", "offsite")
+    manifest["metadata"]["ownerReferences"][0]["uid"] = "u-1"
+    children = child_jobs("u-1", [manifest], {})
+    assert children[manifest["metadata"]["name"]].replica == "offsite"

@@ -195,3 +195,52 @@ def test_history_deletes_only_old_finished_syncjobs_and_says_so(kube: FakeKube) 
     assert sorted(name for _ns, name in kube.syncjobs) == ["run-2", "run-3"]  # Failed stays; newest Cleaned stays
     pruned = [e for e in kube.events if e.reason == "HistoryPruned"]
     assert len(pruned) == 1 and pruned[0].kind == "SyncTarget" and "untouched" in pruned[0].message
+
+
+def _ok(step: str, **fields: Any) -> MoverResult:
+    return MoverResult.model_validate({"step": step, "ok": True, **fields})
+
+
+MANIFEST = {"files": 2, "bytes": 20, "sha256": "c" * 64}
+
+
+def test_a_replica_needs_its_secret_and_gets_movers_of_its_own(kube: FakeKube) -> None:
+    kube.targets[("lab", "scope")] = _target(replicas=[{"name": "offsite", "destination": {"rclone": {
+        "remote": "s3", "path": "bucket", "configSecretRef": {"name": "s3-rclone"}}}}])
+    kube.add(_syncjob("run-1"))
+    loop = _reconciler(kube)
+    loop.reconcile(KEY)
+    assert not kube.jobs
+    ready = _ready(kube)
+    assert ready["reason"] == "SecretMissing" and "'s3-rclone' (replica offsite) not found" in ready["message"]
+
+    kube.secrets[("lab", "s3-rclone")] = frozenset({"rclone.conf"})
+    loop.reconcile(KEY)
+    kube.finish("run-1-gate-1", _ok("gate", gate={"quiet": True}))
+    loop.reconcile(KEY)
+    kube.finish("run-1-push-2", _ok("push", manifest=MANIFEST))
+    loop.reconcile(KEY)
+    kube.finish("run-1-verify-3", _ok("verify", verify={"method": "RemoteHash"}))
+    loop.reconcile(KEY)
+    assert ("lab", "run-1-push-4-offsite") in kube.jobs
+    job = kube.jobs[("lab", "run-1-push-4-offsite")]
+    assert job["metadata"]["labels"]["nassync.dev/replica"] == "offsite"
+    status = kube.status("run-1")
+    assert status["phase"] == "Verified" and status["moverJob"]["replica"] == "offsite"
+    assert [d["name"] for d in status["destinations"]] == ["primary", "offsite"]
+    assert status["destinations"][1]["state"] == "Pushing" and status["copies"] == "1/2"
+
+    kube.start_pod("run-1-push-4-offsite", log='{"event":"progress","step":"push","bytes":5,"totalBytes":20}\n')
+    loop._progress_read.clear()
+    loop.reconcile(KEY)
+    status = kube.status("run-1")
+    assert status["destinations"][1]["transfer"]["progress"]["percent"] == 25
+    assert status["transfer"].get("progress") is None, "the primary's finished push keeps its own record"
+
+    kube.finish("run-1-push-4-offsite", _ok("push", manifest=MANIFEST))
+    loop.reconcile(KEY)
+    kube.finish("run-1-verify-5-offsite", _ok("verify", verify={"method": "Download", "replica": "offsite"}))
+    loop.reconcile(KEY)
+    status = kube.status("run-1")
+    assert status["copies"] == "2/2" and status["destinations"][1]["state"] == "Verified"
+    assert "ReplicaVerified" in kube.reasons("run-1")

@@ -362,6 +362,52 @@ TARGET_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         {"spec.mover.runAsRunOwner.minUID": "greater than or equal to 1"},
     ),
     (
+        "a replica",
+        _with(TARGET, replicas=[{"name": "offsite", "destination": {"rclone": {
+            "remote": "s3", "path": "bucket/runs", "configSecretRef": {"name": "s3"}}}, "requiredForCleanup": True}]),
+        {},
+    ),
+    (
+        "two replicas of one name",
+        _with(TARGET, replicas=[{"name": "offsite", "destination": {"volume": {"claimName": "a"}}},
+                                {"name": "offsite", "destination": {"volume": {"claimName": "b"}}}]),
+        {"spec.replicas": "lists the name 'offsite' twice"},
+    ),
+    (
+        "a replica name that is no DNS label",
+        _with(TARGET, replicas=[{"name": "Off_Site", "destination": {"volume": {"claimName": "a"}}}]),
+        {"spec.replicas[0].name": "pattern"},
+    ),
+    (
+        "a replica called primary",
+        _with(TARGET, replicas=[{"name": "primary", "destination": {"volume": {"claimName": "a"}}}]),
+        {"spec.replicas[0].name": "must not be 'primary'"},
+    ),
+    (
+        "a replica in the primary's place",
+        _with(TARGET, replicas=[{"name": "again", "destination": {"rclone": {
+            "remote": "nas", "path": "/volume1/runs/", "configSecretRef": {"name": "other"}}}}]),
+        {"spec.replicas[0].destination": "the same place as spec.destination"},
+    ),
+    (
+        "two replicas in one place",
+        _with(TARGET, replicas=[{"name": "a", "destination": {"volume": {"claimName": "nfs", "path": "/x"}}},
+                                {"name": "b", "destination": {"volume": {"claimName": "nfs", "path": "/x/"}}}]),
+        {"spec.replicas[1].destination": 'the same place as replica "a"'},
+    ),
+    (
+        "a replica without a transport",
+        _with(TARGET, replicas=[{"name": "a", "destination": {}}]),
+        {"spec.replicas[0].destination": "exactly one of spec.replicas[].destination.rclone or"},
+    ),
+    (
+        "a replica's bandwidth in an unknown zone",
+        _with(TARGET, replicas=[{"name": "a", "destination": {"volume": {"claimName": "nfs"}},
+                                 "bandwidth": {"timeZone": "Mars/Olympus", "windows": [_window(end="08:00")]}}]),
+        {"spec.replicas[0].bandwidth.timeZone": "not an IANA time zone",
+         "spec.replicas[0].bandwidth.windows[0].end": "spec.replicas[0].bandwidth.defaultKiBps"},
+    ),
+    (
         "completion marker leaving the run",
         _with(TARGET, gate={"completionMarker": {"names": ["../done.txt"]}}),
         {"spec.gate.completionMarker.names[0]": "'.' or '..' segments"},

@@ -270,29 +270,16 @@ def validate_synctarget(target: Mapping[str, Any], *, old: Mapping[str, Any] | N
         return structural or [_error("spec", "is required")]
     errors: list[FieldError] = []
 
-    bandwidth = spec.get("bandwidth") or {}
-    time_zone = bandwidth.get("timeZone", "UTC")
-    if isinstance(time_zone, str) and not _time_zone_exists(time_zone):
-        errors.append(
-            _error(
-                "spec.bandwidth.timeZone",
-                f'"{time_zone}" is not an IANA time zone; use a name such as "Europe/Berlin" or "UTC"',
-            )
-        )
-    windows = bandwidth.get("windows") or []
-    for index, window in enumerate(windows if isinstance(windows, list) else []):
-        if not isinstance(window, Mapping):
+    errors += _bandwidth_errors(spec.get("bandwidth") or {}, "spec.bandwidth")
+    listed = spec.get("replicas")
+    replicas: list[Any] = listed if isinstance(listed, list) else []
+    for index, replica in enumerate(replicas):
+        if not isinstance(replica, Mapping):
             continue
-        field = f"spec.bandwidth.windows[{index}]"
-        start, end = window.get("start"), window.get("end")
-        if isinstance(start, str) and start == end:
-            errors.append(
-                _error(
-                    f"{field}.end",
-                    f'equals start ("{start}"), which reads as a 24-hour window; '
-                    "for a limit all day use spec.bandwidth.defaultKiBps instead",
-                )
-            )
+        field = f"spec.replicas[{index}]"
+        if isinstance(replica.get("bandwidth"), Mapping):
+            errors += _bandwidth_errors(replica["bandwidth"], f"{field}.bandwidth")
+        errors += _same_place(replica.get("destination"), field, spec, replicas[:index])
 
     retry = spec.get("retry") or {}
     if "backoffSeconds" in retry and not retry.get("backoffSeconds"):
@@ -303,6 +290,59 @@ def validate_synctarget(target: Mapping[str, Any], *, old: Mapping[str, Any] | N
             )
         )
     return _merge(structural, errors)
+
+
+def _bandwidth_errors(bandwidth: Mapping[str, Any], where: str) -> list[FieldError]:
+    errors: list[FieldError] = []
+    time_zone = bandwidth.get("timeZone", "UTC")
+    if isinstance(time_zone, str) and not _time_zone_exists(time_zone):
+        errors.append(
+            _error(
+                f"{where}.timeZone",
+                f'"{time_zone}" is not an IANA time zone; use a name such as "Europe/Berlin" or "UTC"',
+            )
+        )
+    windows = bandwidth.get("windows") or []
+    for index, window in enumerate(windows if isinstance(windows, list) else []):
+        if not isinstance(window, Mapping):
+            continue
+        start, end = window.get("start"), window.get("end")
+        if isinstance(start, str) and start == end:
+            errors.append(
+                _error(
+                    f"{where}.windows[{index}].end",
+                    f'equals start ("{start}"), which reads as a 24-hour window; '
+                    f"for a limit all day use {where}.defaultKiBps instead",
+                )
+            )
+    return errors
+
+
+def _place(destination: Any) -> tuple[str, ...] | None:
+    """Where a destination block writes (type, server, path), for spotting two copies in one place."""
+    if not isinstance(destination, Mapping) or len(destination) != 1:
+        return None
+    kind, block = next(iter(destination.items()))
+    if not isinstance(block, Mapping):
+        return None
+    path = str(block.get("path") or "/").rstrip("/") or "/"
+    server = {"rclone": ("remote",), "rsync": ("host", "port", "user"), "volume": ("claimName",)}.get(kind, ())
+    return (kind, *(str(block.get(k, "")) for k in server), path)
+
+
+def _same_place(destination: Any, field: str, spec: Mapping[str, Any], earlier: list[Any]) -> list[FieldError]:
+    """A replica that writes where the primary or an earlier replica writes is no second copy."""
+    mine = _place(destination)
+    if mine is None:
+        return []
+    if mine == _place(spec.get("destination")):
+        return [_error(f"{field}.destination", "is the same place as spec.destination; a replica must be a "
+                                               "second copy somewhere else")]
+    for other in earlier:
+        if isinstance(other, Mapping) and mine == _place(other.get("destination")):
+            return [_error(f"{field}.destination", f'is the same place as replica "{other.get("name")}"; each '
+                                                   "replica must be a copy of its own")]
+    return []
 
 
 def _time_zone_exists(name: str) -> bool:

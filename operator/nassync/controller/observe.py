@@ -160,7 +160,8 @@ def child_jobs(owner_uid: str, jobs: Iterable[Body], pods: Mapping[str, list[Bod
         own_pods = pods.get(name, [])
         state = job_state(job)
         result = parse_result(own_pods) if state != "Running" else None
-        step = (meta.get("labels") or {}).get(names.LABEL_STEP, "push")
+        labels = meta.get("labels") or {}
+        step = labels.get(names.LABEL_STEP, "push")
         ran = started(job, own_pods)
         cond = _failed_condition(job)
         children[name] = ChildJob(
@@ -168,7 +169,8 @@ def child_jobs(owner_uid: str, jobs: Iterable[Body], pods: Mapping[str, list[Bod
             started=ran, created_at=_created(job),
             waiting=None if ran else why_not_started(job, own_pods, (events or {}).get(name, [])),
             failure=_failure(job, own_pods) if state != "Running" else None,
-            deadline_exceeded=cond is not None and cond.get("reason") == "DeadlineExceeded")
+            deadline_exceeded=cond is not None and cond.get("reason") == "DeadlineExceeded",
+            replica=labels.get(names.LABEL_REPLICA) or None)
     return children
 
 

@@ -43,7 +43,7 @@ from nassync.core import names
 from nassync.core.actions import CreateMoverJob, Decision, DeleteMoverJob
 from nassync.core.decide import MoverProgress, decide
 from nassync.core.history import prune
-from nassync.core.readiness import Readiness, assess, load_target
+from nassync.core.readiness import Readiness, assess, load_target, secret_names
 from nassync.core.target_status import target_status
 
 log = logging.getLogger("nassync.reconciler")
@@ -140,10 +140,10 @@ class Reconciler:
         self._fence()
         target_body = self.kube.get_target(key.namespace, key.name)
         target, problem = load_target(target_body)
-        secret = target.spec.destination.secret_name if target is not None else None
-        secret_keys = self.kube.secret_keys(key.namespace, secret) if secret is not None else None
+        secrets = secret_names(target)
         readiness = assess(namespace=key.namespace, name=key.name, exists=target_body is not None,
-                           target=target, problem=problem, secret_keys=secret_keys)
+                           target=target, problem=problem,
+                           secrets={s: self.kube.secret_keys(key.namespace, s) for s in secrets})
         bodies = sorted(self.kube.list_target_syncjobs(key.namespace, key.name),
                         key=lambda b: (b["metadata"].get("creationTimestamp", ""), b["metadata"]["name"]))
         selector = names.target_selector(target=key.name)
@@ -179,11 +179,11 @@ class Reconciler:
             children = child_jobs(job.uid, movers, pods, events)
             decision = decide(job=job, target=target, readiness=readiness, children=children,
                               slot_available=active < concurrency, progress=progress, now=self.clock())
-            if decision.creates and target is not None and secret is not None and not secret_checked:
-                # The Secret is read from a short cache; never start a mover on a stale "it exists".
+            if decision.creates and target is not None and secrets and not secret_checked:
+                # Secrets are read from a short cache; never start a mover on a stale "it exists".
                 secret_checked = True
-                fresh = assess(namespace=key.namespace, name=key.name, exists=True, target=target,
-                               problem=problem, secret_keys=self.kube.secret_keys(key.namespace, secret, fresh=True))
+                fresh = assess(namespace=key.namespace, name=key.name, exists=True, target=target, problem=problem,
+                               secrets={s: self.kube.secret_keys(key.namespace, s, fresh=True) for s in secrets})
                 if fresh != readiness:
                     readiness = fresh
                     decision = decide(job=job, target=target, readiness=readiness, children=children,
@@ -279,7 +279,8 @@ class Reconciler:
             if isinstance(action, CreateMoverJob):
                 assert target is not None  # decide() never starts a mover without a target
                 manifest = build_mover_job(job=job, target=target, step=action.step, name=action.name,
-                                           n=action.attempt, default_image=self.default_image)
+                                           n=action.attempt, default_image=self.default_image,
+                                           replica=action.replica)
                 manifest["metadata"]["annotations"][TARGET_ANNOTATION] = target.name
                 self._fence()
                 if self.kube.create_job(manifest):
@@ -325,7 +326,8 @@ class Reconciler:
         record = latest_progress(self.kube.pod_log_tail(job.namespace, pod))
         if record is None or record.get("step") != mover.step:
             return None, PROGRESS_INTERVAL
-        return MoverProgress(name=mover.name, step=mover.step, progress=progress_model(record)), PROGRESS_INTERVAL
+        return MoverProgress(name=mover.name, step=mover.step, progress=progress_model(record),
+                             replica=mover.replica), PROGRESS_INTERVAL
 
     def _update_target(self, key: TargetKey, body: Body, readiness: Readiness, target: SyncTarget | None,
                        *, active: int, queued: int) -> None:

@@ -126,6 +126,7 @@ class MoverProgress:
     name: str
     step: Step
     progress: Progress
+    replica: str | None = None  # the replica the mover works on; None: the primary
 
 
 # --- the working state of one call ------------------------------------------
@@ -735,11 +736,16 @@ def _step_after(phase: Phase) -> StepSpec | None:
 
 
 def _note_progress(run: _Run, progress: MoverProgress | None) -> None:
-    """Copy the running mover's latest progress into status.transfer.progress."""
+    """Copy the running mover's latest progress into the transfer status of the copy it works on."""
     mover = run.status.mover_job
     if progress is None or mover is None or mover.state != "Running":
         return
-    if mover.name != progress.name or mover.step != progress.step:
+    if (mover.name, mover.step, mover.replica) != (progress.name, progress.step, progress.replica):
+        return
+    if mover.replica is not None:
+        entry = run.replica(mover.replica)
+        if entry is not None:
+            entry.transfer = (entry.transfer or TransferStatus()).model_copy(update={"progress": progress.progress})
         return
     transfer = run.status.transfer or TransferStatus()
     run.status.transfer = transfer.model_copy(update={"progress": progress.progress})

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nassync.api.target import SyncTarget
+from nassync.api.target import PRIMARY, SyncTarget
 
 
 @dataclass(frozen=True)
@@ -49,27 +49,41 @@ def assess(
     exists: bool,
     target: SyncTarget | None,
     problem: str | None,
-    secret_keys: frozenset[str] | None,
+    secrets: Mapping[str, frozenset[str] | None],
 ) -> Readiness:
     """Readiness of target `name`.
 
     `exists` says whether the object is there at all; `target` is its model
-    (None when absent or unreadable, `problem` then says why); `secret_keys`
-    are the data keys of the Secret the destination names (None when that
-    Secret does not exist).
+    (None when absent or unreadable, `problem` then says why); `secrets` maps
+    the name of each Secret a destination names (the primary's and every
+    replica's) to its data keys, None when that Secret does not exist. A
+    replica's missing Secret stops the whole target: it is the admin's
+    configuration, and a copy that can never be made would hold back every
+    cleanup anyway.
     """
     if not exists:
         return Readiness(False, "TargetMissing", f'SyncTarget "{name}" not found in namespace "{namespace}"')
     if target is None:
         return Readiness(False, "InvalidSpec", f"SyncTarget spec is invalid: {problem or 'cannot be read'}")
-    destination = target.spec.destination.chosen
-    secret = destination.secret_name
-    if secret is None:
-        return READY  # a mounted volume needs no credentials; a missing claim shows on the mover pod
-    if secret_keys is None:
-        return Readiness(False, "SecretMissing", f"Secret {secret!r} not found in namespace {namespace!r}; "
-                                                 "create it before SyncJobs can push")
-    missing = sorted(destination.required_secret_keys - secret_keys)
-    if missing:
-        return Readiness(False, "SecretKeyMissing", f"Secret {secret!r} lacks key(s) {', '.join(missing)}")
+    for copy, destination in target.spec.destinations():
+        chosen = destination.chosen
+        secret = chosen.secret_name
+        if secret is None:
+            continue  # a mounted volume needs no credentials; a missing claim shows on the mover pod
+        whose = "" if copy == PRIMARY else f" (replica {copy})"
+        keys = secrets.get(secret)
+        if keys is None:
+            return Readiness(False, "SecretMissing", f"Secret {secret!r}{whose} not found in namespace "
+                                                     f"{namespace!r}; create it before SyncJobs can push")
+        missing = sorted(chosen.required_secret_keys - keys)
+        if missing:
+            return Readiness(False, "SecretKeyMissing", f"Secret {secret!r}{whose} lacks key(s) {', '.join(missing)}")
     return READY
+
+
+def secret_names(target: SyncTarget | None) -> list[str]:
+    """Every Secret the target's destinations name, each once, the primary's first."""
+    if target is None:
+        return []
+    found = (d.chosen.secret_name for _, d in target.spec.destinations())
+    return list(dict.fromkeys(s for s in found if s is not None))
