@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from nassync_dev.cluster import free_port
-from nassync_dev.nas import RcloneSftpNas, SshNas
+from nassync_dev.nas import RcloneS3Nas, RcloneSftpNas, SshNas
 from nassync_dev.testing import Kubectl, eventually
 
 MOVER_UID = 65532  # the image's user; `make deps` gives the host the same passwd entry
@@ -49,22 +49,44 @@ def _secret(name: str, data: dict[str, bytes]) -> dict[str, Any]:
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
 
 
-def rclone_target(ns: Kubectl, nas: RcloneSftpNas, *, name: str, source: Path, nas_path: str,
-                  spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Apply a Secret and an rclone SyncTarget pointing at the loopback sftp NAS."""
+def sftp_rclone_secret(ns: Kubectl, nas: RcloneSftpNas, secret: str) -> None:
+    """Apply Secret `secret`: an rclone config for the loopback sftp NAS, with its key and known_hosts."""
     conf = (f"[nas]\ntype = sftp\nhost = 127.0.0.1\nport = {nas.port}\nuser = root\n"
             "key_file = /var/run/nassync/secret/ssh-privatekey\n"
             "known_hosts_file = /var/run/nassync/secret/known_hosts\n")
-    ns.apply(_secret(f"{name}-rclone", {
+    ns.apply(_secret(secret, {
         "rclone.conf": conf.encode(),
         "ssh-privatekey": nas.client_key.private_path.read_bytes(),
         "known_hosts": nas.known_hosts.read_bytes()}))
+
+
+def rclone_target(ns: Kubectl, nas: RcloneSftpNas, *, name: str, source: Path, nas_path: str,
+                  spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply a Secret and an rclone SyncTarget pointing at the loopback sftp NAS."""
+    sftp_rclone_secret(ns, nas, f"{name}-rclone")
     body = target_body(name, source, {"rclone": {
         # rclone serve sftp serves nas.root as "/".
         "remote": "nas", "path": "/" + nas_path.strip("/"),
         "configSecretRef": {"name": f"{name}-rclone", "key": "rclone.conf"}}}, spec)
     ns.apply(body)
     return body
+
+
+def sftp_replica(ns: Kubectl, nas: RcloneSftpNas, *, name: str, nas_path: str, **fields: Any) -> dict[str, Any]:
+    """A spec.replicas[] entry on a (second) loopback sftp NAS, its Secret applied."""
+    sftp_rclone_secret(ns, nas, f"replica-{name}")
+    return {"name": name, "destination": {"rclone": {
+        "remote": "nas", "path": "/" + nas_path.strip("/"), "configSecretRef": {"name": f"replica-{name}"}}},
+        **fields}
+
+
+def s3_replica(ns: Kubectl, s3: RcloneS3Nas, *, name: str, path: str, **fields: Any) -> dict[str, Any]:
+    """A spec.replicas[] entry in the loopback S3 server's bucket, its Secret (rclone config) applied."""
+    ns.apply(_secret(f"replica-{name}", {"rclone.conf": s3.config_path.read_bytes()}))
+    destination = s3.destination(path=path)
+    return {"name": name, "destination": {"rclone": {
+        "remote": destination.remote, "path": destination.path, "configSecretRef": {"name": f"replica-{name}"}}},
+        **fields}
 
 
 def rsync_target(ns: Kubectl, nas: SshNas, *, name: str, source: Path, nas_path: str,
