@@ -6,6 +6,9 @@
 -- the operator's own words as the message. spec.suspend with no mover running is
 -- Suspended. Everything else (Pending, Gating, Queued, Pushing, Verifying, a
 -- spec change the operator has not observed yet) is Progressing.
+-- With spec.replicas (status.destinations), Healthy also needs every replica
+-- verified (the Replicated condition): a replica still being made or retried
+-- is Progressing, a replica given up (state Failed) is Degraded.
 --
 -- Written for Argo CD's interpreter (gopher-lua, Lua 5.1) and tested with lua5.4:
 -- plain tables and strings only, every field may be missing.
@@ -71,12 +74,34 @@ end
 
 local verified = is_true(status, "Verified")
 local passes = tostring(status.verifyPasses or 0)
+
+if status.destinations ~= nil and #status.destinations > 1 and phase ~= "Cleaned" then
+  for _, d in ipairs(status.destinations) do
+    if d.name ~= "primary" and d.state == "Failed" then
+      hs.status = "Degraded"
+      hs.message = "replica " .. tostring(d.name) .. " was given up: " .. tostring(d.message or "failed")
+      return hs
+    end
+  end
+  local replicated = condition(status, "Replicated")
+  if verified and phase == "Verified" and (replicated == nil or replicated.status ~= "True") then
+    hs.status = "Progressing"
+    hs.message = "Verified on the NAS (" .. passes .. " passes); copies " .. tostring(status.copies or "?")
+    if replicated ~= nil and replicated.message ~= nil then
+      hs.message = hs.message .. ": " .. replicated.message
+    end
+    return hs
+  end
+end
 if verified and (phase == "Verified" or phase == "Cleaned") then
   hs.status = "Healthy"
   if phase == "Cleaned" then
     hs.message = "Verified on the NAS (" .. passes .. " passes); local data cleaned"
   else
     hs.message = "Verified on the NAS (" .. passes .. " passes)"
+  end
+  if status.copies ~= nil then
+    hs.message = hs.message .. "; copies " .. status.copies .. " verified"
   end
   return hs
 end

@@ -37,7 +37,7 @@ from nassync.api.common import GROUP, VERSION, dig, parse_time
 from nassync.api.syncjob import NEEDS_PERSON, PLURAL, RETRY_ANNOTATION, VERIFY_ANNOTATION, Phase
 from nassync.core.humanize import human_bytes
 
-COLUMNS = ("NAMESPACE", "NAME", "TARGET", "PHASE", "PROGRESS", "SIZE", "VERIFIED", "AGE", "LAST ERROR")
+COLUMNS = ("NAMESPACE", "NAME", "TARGET", "PHASE", "PROGRESS", "SIZE", "VERIFIED", "COPIES", "AGE", "LAST ERROR")
 ERROR_WIDTH = 60
 MERGE_PATCH = "application/merge-patch+json"
 RESOURCE = f"{PLURAL}.{GROUP}"
@@ -94,7 +94,16 @@ def status_row(item: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
     age = human_age((now - parse_time(created)).total_seconds()) if created else "<unknown>"
     error = dig(status, "lastError", "message")
     kind = dig(status, "lastError", "kind")
-    last_error = _truncate(f"{kind}: {error}" if kind and error else str(error or kind or ""), ERROR_WIDTH) or "-"
+    prefix = ""
+    if not (error or kind):
+        # The job's own record is clean: the first replica that is failing speaks instead.
+        failing = next((d for d in status.get("destinations") or () if d.get("name") != "primary"
+                        and d.get("lastError") and d.get("state") != "Verified"), None)
+        if failing is not None:
+            prefix = f"replica {failing.get('name')}: "
+            error, kind = dig(failing, "lastError", "message"), dig(failing, "lastError", "kind")
+    text = f"{kind}: {error}" if kind and error else str(error or kind or "")
+    last_error = _truncate(prefix + text, ERROR_WIDTH) if text else "-"
     return (
         str(meta.get("namespace") or ""),
         str(meta.get("name") or ""),
@@ -103,6 +112,7 @@ def status_row(item: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
         progress,
         size,
         str(int(status.get("verifyPasses") or 0)),
+        str(status.get("copies") or "-"),  # "<verified>/<all>", only with spec.replicas
         age,
         last_error,
     )

@@ -72,6 +72,8 @@ def test_dashboard_parses_and_queries_only_exported_metrics() -> None:
         "nassync_queue_depth",
         "nassync_active_movers",
         "nassync_step_duration_seconds_bucket",
+        "nassync_copies",
+        "nassync_replica_failures_total",
     ):
         assert wanted in joined, f"no panel queries {wanted}"
     ids = [p["id"] for p in dashboard["panels"]]
@@ -93,6 +95,7 @@ def test_alerts_query_only_exported_metrics_and_follow_the_values() -> None:
         "NassyncFailuresRising",
         "NassyncSyncJobFailed",
         "NassyncSyncJobBlocked",
+        "NassyncReplicaGivenUp",
         "NassyncReconcileErrors",
     }
     used = {m for e in exprs.values() for m in METRIC_RE.findall(e)}

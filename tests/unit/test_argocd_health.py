@@ -181,3 +181,29 @@ def test_configmap_patch_embeds_the_script_verbatim() -> None:
     patch = yaml.safe_load(CM_PATCH.read_text())
     assert patch["kind"] == "ConfigMap" and patch["metadata"]["name"] == "argocd-cm"
     assert patch["data"][HEALTH_KEY] == SCRIPT.read_text()
+
+
+REPLICAS_PENDING = [{"name": "primary", "state": "Verified"},
+                    {"name": "offsite", "state": "Pending", "message": "Network: connection refused"}]
+
+
+def test_a_replica_still_being_made_keeps_a_verified_run_progressing() -> None:
+    replicated = cond("Replicated", "False", "0 of 1 replica(s) verified; offsite (Pending: Network: refused)")
+    status, message = health(syncjob(phase="Verified", conditions=[*VERIFIED, replicated], verifyPasses=1,
+                                     destinations=REPLICAS_PENDING, copies="1/2"))
+    assert status == "Progressing"
+    assert message.startswith("Verified on the NAS (1 passes); copies 1/2: 0 of 1 replica(s) verified; offsite")
+
+
+def test_a_replica_given_up_is_degraded() -> None:
+    failed = [{"name": "primary", "state": "Verified"},
+              {"name": "offsite", "state": "Failed", "message": "Auth: the NAS refused the credentials"}]
+    status, message = health(syncjob(phase="Verified", conditions=VERIFIED, destinations=failed, copies="1/2"))
+    assert (status, message) == ("Degraded", "replica offsite was given up: Auth: the NAS refused the credentials")
+
+
+def test_every_copy_verified_is_healthy_and_says_so() -> None:
+    done = [{"name": "primary", "state": "Verified"}, {"name": "offsite", "state": "Verified"}]
+    status, message = health(syncjob(phase="Verified", conditions=[*VERIFIED, cond("Replicated", "True")],
+                                     verifyPasses=2, destinations=done, copies="2/2"))
+    assert (status, message) == ("Healthy", "Verified on the NAS (2 passes); copies 2/2 verified")

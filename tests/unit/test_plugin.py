@@ -59,22 +59,32 @@ def test_columns_show_phase_progress_size_passes_age_and_error() -> None:
                    transfer={"progress": {"percent": 100}}, created="2026-11-25T12:00:00Z")
     failed = job("fail", phase="Failed", lastError={"kind": "Auth", "message": "the NAS refused the credentials"})
     table = {r[1]: r for r in rows(format_status([pushing, verified, failed], NOW))[1:]}
-    assert table["push"][2:] == ["microscope-01", "Pushing", "42%", "3.0 GiB", "0", "60m", "-"]
+    assert table["push"][2:] == ["microscope-01", "Pushing", "42%", "3.0 GiB", "0", "-", "60m", "-"]
     # Progress is shown only while pushing: a finished push's 100% would read as "still moving".
-    assert table["ver"][3:8] == ["Verified", "-", "1.5 KiB", "2", "3d"]
+    assert table["ver"][3:9] == ["Verified", "-", "1.5 KiB", "2", "-", "3d"]
     assert table["fail"][3] == "Failed"
-    assert table["fail"][8] == "Auth: the NAS refused the credentials"
+    assert table["fail"][9] == "Auth: the NAS refused the credentials"
+
+
+def test_copies_and_a_failing_replica_show_when_the_job_itself_is_fine() -> None:
+    replicated = job("rep", phase="Verified", verifyPasses=1, copies="1/2", destinations=[
+        {"name": "primary", "state": "Verified"},
+        {"name": "offsite", "state": "Pending",
+         "lastError": {"kind": "Network", "message": "dial tcp 10.0.0.9:443: connect: connection refused"}}])
+    row = rows(format_status([replicated], NOW))[1]
+    assert row[7] == "1/2"
+    assert row[9].startswith("replica offsite: Network: dial tcp")
 
 
 def test_job_without_status_reads_as_pending_with_placeholders() -> None:
     table = rows(format_status([job("new", created="2026-11-28T11:59:30Z")], NOW))
-    assert table[1][3:] == ["Pending", "-", "-", "0", "30s", "-"]
+    assert table[1][3:] == ["Pending", "-", "-", "0", "-", "30s", "-"]
 
 
 def test_long_multiline_error_is_one_truncated_line() -> None:
     message = "rsync: the NAS could not be reached\n" + "x" * 200
     text = format_status([job("e", phase="Queued", lastError={"kind": "Network", "message": message})], NOW)
-    cell = rows(text)[1][8]
+    cell = rows(text)[1][9]
     assert "\n" not in cell.strip() and len(text.splitlines()) == 2
     assert len(cell) == plugin.ERROR_WIDTH and cell.endswith("…")
     assert cell.startswith("Network: rsync: the NAS could not be reached x")

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from nassync.api.common import parse_time
 from nassync.api.syncjob import Phase, SyncJob, SyncJobStatus
+from nassync.api.target import PRIMARY
 from nassync.controller.kube import Body
 
 _LABELS = ("namespace", "target")
@@ -37,6 +38,14 @@ MOVERS_STARTED = Counter("nassync_movers_started_total", "Mover Jobs created.", 
 RECONCILE_ERRORS = Counter("nassync_reconcile_errors_total", "Reconcile rounds that raised.")
 LEADER = Gauge("nassync_leader", "1 while this replica holds the leader lease and reconciles, 0 on standby.")
 RECONCILE_SECONDS = Histogram("nassync_reconcile_duration_seconds", "Duration of one target's reconcile round.")
+# Copies (spec.replicas): the copy label is "primary" or a replica's name, bounded by the target's spec.
+COPIES = Gauge("nassync_copies", "Copies of runs by copy and state (targets with spec.replicas).",
+               [*_LABELS, "copy", "state"])
+REPLICA_FAILURES = Counter("nassync_replica_failures_total", "Failed replica pushes and verifies by error kind.",
+                           [*_LABELS, "replica", "kind"])
+REPLICA_BYTES_PUSHED = Counter("nassync_replica_pushed_bytes_total", "Bytes of runs pushed to a replica.",
+                               [*_LABELS, "replica"])
+_COPY_STATES = ("Pending", "Pushing", "Pushed", "Verifying", "Verified", "Failed", "Skipped")
 
 
 def _target(job: SyncJob) -> tuple[str, str]:
@@ -60,6 +69,7 @@ def observe_transition(body: Body, job: SyncJob, new: SyncJobStatus) -> None:
             old.transfer is None or old.transfer.finished_at != new.transfer.finished_at):
         BYTES_PUSHED.labels(*labels).inc(new.transfer.bytes)
         FILES_PUSHED.labels(*labels).inc(new.transfer.files)
+    _observe_replicas(labels, old, new)
     before, after = old.mover_job, new.mover_job
     # The mover recorded as running was consumed: either it is marked finished,
     # or decide() already moved on to the next step's mover in the same round.
@@ -71,12 +81,32 @@ def observe_transition(body: Body, job: SyncJob, new: SyncJobStatus) -> None:
         STEP_SECONDS.labels(*labels, step).observe(seconds)
 
 
+def _observe_replicas(labels: tuple[str, str], old: SyncJobStatus, new: SyncJobStatus) -> None:
+    for entry in new.destinations or ():
+        before = old.destination(entry.name)
+        if entry.name == PRIMARY:
+            continue  # the top-level fields count the primary
+        if entry.last_error is not None and entry.last_error.at is not None and (
+                before is None or before.last_error is None or before.last_error.at != entry.last_error.at):
+            REPLICA_FAILURES.labels(*labels, entry.name, entry.last_error.kind).inc()
+        finished = entry.transfer.finished_at if entry.transfer else None
+        if finished is not None and (before is None or before.transfer is None
+                                     or before.transfer.finished_at != finished):
+            REPLICA_BYTES_PUSHED.labels(*labels, entry.name).inc(entry.transfer.bytes if entry.transfer else 0)
+
+
 def observe_target(namespace: str, target: str, *, bodies: Iterable[Body], active: int,
                    now: datetime) -> None:
     phases = {str(p): 0 for p in Phase}
     oldest = 0.0
     queued = 0
+    copies: dict[tuple[str, str], int] = {}
     for body in bodies:
+        for entry in (body.get("status") or {}).get("destinations") or ():
+            for state in _COPY_STATES:
+                copies.setdefault((str(entry.get("name")), state), 0)
+            key = (str(entry.get("name")), str(entry.get("state") or "Pending"))
+            copies[key] = copies.get(key, 0) + 1
         phase = (body.get("status") or {}).get("phase") or Phase.PENDING.value
         phases[phase] = phases.get(phase, 0) + 1
         try:
@@ -94,3 +124,5 @@ def observe_target(namespace: str, target: str, *, bodies: Iterable[Body], activ
     QUEUE_DEPTH.labels(namespace, target).set(queued)
     ACTIVE_MOVERS.labels(namespace, target).set(active)
     OLDEST_UNVERIFIED.labels(namespace, target).set(oldest)
+    for (copy, state), count in copies.items():
+        COPIES.labels(namespace, target, copy, state).set(count)
