@@ -298,3 +298,13 @@ def test_replicas_wait_for_the_primary_copy() -> None:
     assert [(c.step, c.replica) for c in decision.creates] == [("push", None)]
     replicated_ = lab.job.status.condition("Replicated")
     assert replicated_ is not None and "once the primary copy is verified" in replicated_.message
+
+
+def test_a_replica_added_after_the_run_was_cleaned_is_skipped_not_pending_forever() -> None:
+    cleaned = {**VERIFIED_LONG_AGO, "phase": "Cleaned", "cleanedAt": NOW - timedelta(days=1)}
+    lab = Lab(replicated(OFFSITE), job=job(status=cleaned))
+    decision = lab.step()
+    assert not decision.creates
+    offsite = lab.entry("offsite")
+    assert offsite.state == "Skipped" and "added to the target later" in offsite.message
+    assert lab.job.status.phase == Phase.CLEANED

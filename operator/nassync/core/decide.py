@@ -978,6 +978,8 @@ def _summarise_copies(run: _Run) -> None:
         return
     if run.target is None:
         return
+    if status.phase == Phase.CLEANED:
+        replicas.skip_unmade(run.replicas)  # e.g. a replica added after the run was cleaned
     entries = [replicas.primary_entry(status, run.target), *run.replicas]
     status.destinations = entries
     status.copies = replicas.copies(entries)

@@ -170,14 +170,19 @@ def rearm(entries: Sequence[DestinationStatus]) -> list[str]:
 
 
 def skip_unmade(entries: Sequence[DestinationStatus]) -> list[str]:
-    """After cleanup: optional replicas never verified cannot be made any more; their names."""
+    """After cleanup: replicas never verified cannot be made any more; their names.
+
+    Only optional ones can be left at cleanup time; a required one is only
+    found here when it was added to the target after the run was cleaned.
+    """
     names = []
     for entry in entries:
-        if not entry.required_for_cleanup and entry.state != "Verified":
+        if entry.state not in ("Verified", "Skipped"):
             entry.state = "Skipped"
             entry.next_attempt_at = None
-            entry.message = ("the run's local data was deleted before this copy was verified "
-                             "(requiredForCleanup: false); copy it from the primary by hand if you need it")
+            why = "(requiredForCleanup: false)" if not entry.required_for_cleanup else "(added to the target later)"
+            entry.message = (f"the run's local data was deleted before this copy was verified {why}; copy it from "
+                             "the primary by hand if you need it")
             names.append(entry.name)
     return names
 
