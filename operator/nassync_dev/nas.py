@@ -133,7 +133,8 @@ class _Server:
         # The server runs in its own session, so it would outlive a script that forgets stop().
         atexit.register(self.stop)
         ready = threading.Event()
-        threading.Thread(target=self._pump, args=(proc, ready), daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, args=(proc, ready), daemon=True)
+        self._pump_thread.start()
         if not ready.wait(_READY_TIMEOUT_S) or proc.poll() is not None:
             self.stop()
             raise RuntimeError(f"{type(self).__name__} did not start:\n{self.log_text()}")
@@ -165,7 +166,11 @@ class _Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if proc.stderr is not None:
+        # Closing stderr under the reader thread would raise in it: let it reach EOF first.
+        pump = getattr(self, "_pump_thread", None)
+        if pump is not None:
+            pump.join(timeout=5)
+        if proc.stderr is not None and (pump is None or not pump.is_alive()):
             proc.stderr.close()
 
     def wait_for_log(self, predicate: Callable[[str], bool], *, timeout: float = 10.0) -> bool:

@@ -104,13 +104,13 @@ def test_with_the_s3_replica_down_the_run_stays_verified_and_uncleaned_then_comp
         obj = ns.get("syncjob", "s3-down")
         if (obj.get("status") or {}).get("phase") != "Verified":
             return None
-        entry = _entry(obj, "offsite")
-        return obj if (entry.get("lastError") or {}).get("kind") == "Network" else None
+        return obj if _entry(obj, "offsite").get("lastError") else None
 
     try:
-        obj = eventually(replica_failing, timeout=240, what="Verified on the NAS with the S3 replica failing")
+        obj = eventually(replica_failing, timeout=300, what="Verified on the NAS with the S3 replica failing")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last status: {ns.get('syncjob', 's3-down').get('status')}") from exc
+    assert _entry(obj, "offsite")["lastError"]["kind"] == "Network", _entry(obj, "offsite")
     assert _digests(sftp_nas.root / ns.namespace / "runs" / RUN) == EXPECTED
     assert all((run / rel).read_bytes() == data for rel, data in FILES.items()), "nothing deleted"
     cleaned = _condition(obj, "Cleaned")

@@ -1,7 +1,7 @@
 """Runs as labs have them: owned by an instrument user with private modes, creation.json
 written by the lab app (0600, its user), completion markers, revocations after verify.
 
-The mover runs as a non-root uid here, exactly as in a pod (`user=` on the
+The mover runs as a non-root uid here, exactly as in a pod (`setpriv` on the
 subprocess), against the real rclone/rsync/sshd on loopback.
 """
 
@@ -13,7 +13,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,26 @@ AsUser = Callable[..., MoverRun]
 
 
 @pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A per-test directory other uids can reach, outside pytest's base directory.
+
+    pytest keeps /tmp/pytest-of-<user> private (0700) and every pytest session
+    that starts (another xdist worker, a second run on the machine) makes it
+    so again, so a path below it can turn unreachable for a non-root mover in
+    the middle of a test.
+    """
+    path = Path(tempfile.mkdtemp(prefix="nassync-as-user-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def as_user(tmp_path: Path) -> AsUser:
     """Run the real mover CLI as `uid`, with the NAS credentials readable by it (as a Secret volume makes them)."""
     counter = iter(range(1_000_000))
-    # pytest makes its base directory private to root; a pod's uid must be able to reach the volumes.
-    for parent in [tmp_path, *tmp_path.parents]:
-        if parent == Path(tempfile.gettempdir()):
-            break
-        parent.chmod(parent.stat().st_mode | 0o111)
 
     def secrets_for(nas: Nas, uid: int) -> dict[str, Any]:
         secrets = tmp_path / f"secret-{uid}-{next(counter)}"
@@ -77,6 +89,7 @@ def as_user(tmp_path: Path) -> AsUser:
         identity = ["setpriv", f"--reuid={uid}", f"--regid={gid if gid is not None else uid}", "--clear-groups"]
         proc = subprocess.run([*identity, MOVER, step], env=env, capture_output=True, text=True, timeout=300,
                               cwd="/tmp", check=False)
+        assert result_path.exists(), f"the mover wrote no result (exit {proc.returncode}): {proc.stderr[-3000:]}"
         text = result_path.read_text()
         return MoverRun(returncode=proc.returncode, result=json.loads(text), result_text=text,
                         stdout=proc.stdout, stderr=proc.stderr)
