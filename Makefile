@@ -51,12 +51,15 @@ lint: venv
 
 # Builds (or reuses) the image first; the kubelet-node tests (marker `kubelet`,
 # tests/node) start the real node themselves. Locally: pytest -m "not kubelet".
-# Two workers (pytest-xdist), each with its own local cluster, NAS endpoints and
-# operator (session fixtures are per worker). --dist loadgroup: a test module
-# stays on one worker, and all kubelet-node tests share one (tests/conftest.py).
+# Everything else runs on two workers (pytest-xdist), each with its own local
+# cluster, NAS endpoints and operator (session fixtures are per worker);
+# --dist loadfile keeps a module on one worker (tests/faults' module clusters).
+# The kubelet-node tests run afterwards in one process: there is one real
+# kubelet node per machine (machine-wide kubepods cgroups, containerd).
 PYTEST_WORKERS ?= 2
 test: deps lint image
-	$(VENV)/bin/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile -m "not kubelet"
+	$(VENV)/bin/pytest -q -ra -m kubelet
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit

@@ -97,12 +97,3 @@ def operator(crds: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield proc
     finally:
         proc.stop()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist `--dist loadgroup` (make test): a module's tests stay on one worker
-    (module-scoped private clusters in tests/faults), and every kubelet-node test runs on the same
-    worker, because there is one real kubelet node per machine (its containerd and /var/lib/kubelet)."""
-    for item in items:
-        group = "kubelet-node" if item.get_closest_marker("kubelet") else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(name=group))

@@ -115,6 +115,8 @@ class ProcessNode:
         if not node_name:
             if deleted or meta.get("deletionTimestamp"):
                 return
+            with contextlib.suppress(Exception):  # as the scheduler does: the Node's taints as they are now
+                self._read_taints()
             why = unfit_reason(pod, node_name=self.name, labels=self.labels, taints=self.taints)
             if why is None:
                 self._bind(pod)
@@ -168,20 +170,25 @@ class ProcessNode:
             self.api.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": {
                 "phase": "Failed", "reason": "ContainerStatusUnknown", "containerStatuses": statuses}})
 
+    def _read_taints(self) -> bool:
+        """Read the Node's taints; True when they changed."""
+        node = self.api.read_node(self.name, _preload_content=False)
+        # Without a node-lifecycle controller nobody lifts the not-ready taint that
+        # admission puts on a new Node; this node is Ready, so it does not apply.
+        taints = [taint for taint in json.loads(node.data).get("spec", {}).get("taints") or []
+                  if taint.get("key") not in LIFECYCLE_TAINTS]
+        changed = taints != self.taints
+        if changed:
+            self.taints = taints
+            self._unschedulable.clear()
+        return changed
+
     def _refresh_taints(self) -> None:
         """Taints are the Node object's (`kubectl taint node`), as the scheduler reads them."""
         tick = 0
         while True:
             with contextlib.suppress(Exception):
-                node = self.api.read_node(self.name, _preload_content=False)
-                # Without a node-lifecycle controller nobody lifts the not-ready taint that
-                # admission puts on a new Node; this node is Ready, so it does not apply.
-                taints = [taint for taint in json.loads(node.data).get("spec", {}).get("taints") or []
-                          if taint.get("key") not in LIFECYCLE_TAINTS]
-                changed = taints != self.taints
-                if changed:
-                    self.taints = taints
-                    self._unschedulable.clear()
+                changed = self._read_taints()
                 tick += 1
                 if changed or tick % 5 == 0:
                     # Pending pods are judged again (at once when the taints changed), as the

@@ -67,7 +67,7 @@ def test_cleanup_pod_deleted_half_way_through_deleting_finishes_on_retry(
     log = tmp_path / "strace.log"
     with faults.stop_at_syscall(pid, "unlinkat", 20, log):
         faults.signal_pod(namespace, pod, signal.SIGCONT)
-        eventually(lambda: faults.stopped_by_strace(pid, log), timeout=60,
+        eventually(lambda: faults.stopped_by_strace(pid, log), timeout=150,
                    what="the cleanup mover stopped half way through its unlinks")
         left = [rel for rel in data if (run / rel).exists()]
         assert 0 < len(left) < len(data)

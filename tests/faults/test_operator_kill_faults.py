@@ -55,7 +55,7 @@ def test_operator_sigkilled_in_each_phase_resumes_to_cleaned(
         tracer = faults.stop_at_syscall(pid, "unlinkat", FILES // 2, strace_log)
         tracer.__enter__()
         faults.signal_pod(namespace, pod, signal.SIGCONT)
-        eventually(lambda: faults.stopped_by_strace(pid, strace_log), timeout=60,
+        eventually(lambda: faults.stopped_by_strace(pid, strace_log), timeout=150,
                    what="the cleanup mover stopped half way through its unlinks")
         left = [rel for rel in data if (run / rel).exists()]
         assert 0 < len(left) < FILES, f"expected a half-deleted run, {len(left)} of {FILES} files left"
