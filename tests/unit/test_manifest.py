@@ -277,3 +277,19 @@ def test_compare(
         extra,
         ok,
     )
+
+
+def test_a_file_named_dash_is_checked_as_a_file_by_sha256sum(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "-").write_bytes(b"not stdin")
+    (run / "sub").mkdir()
+    (run / "sub" / "-").write_bytes(b"deeper")
+    manifest = build_manifest(run, cache_dir_name=CACHE)
+    path = write_manifest(run, cache_dir_name=CACHE, manifest=manifest)
+    assert b"  ./-\n" in path.read_bytes()
+    assert parse(path.read_bytes()) == manifest.digests()
+    check = subprocess.run(["sha256sum", "--check", "--strict", str(path)], cwd=run, capture_output=True,
+                           input=b"", timeout=30)
+    assert check.returncode == 0, check.stderr
+    assert b"-: OK" in check.stdout

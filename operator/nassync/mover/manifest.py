@@ -303,6 +303,9 @@ def _unescape(name: bytes) -> bytes:
     return bytes(out)
 
 
+_STDIN_NAME = b"-"
+
+
 def serialise(manifest: Mapping[str, Entry] | Mapping[str, str]) -> bytes:
     """Canonical coreutils text; the same manifest always yields the same bytes."""
     lines: list[bytes] = []
@@ -310,6 +313,8 @@ def serialise(manifest: Mapping[str, Entry] | Mapping[str, str]) -> bytes:
         value = manifest[relpath]
         hexdigest = value.sha256 if isinstance(value, Entry) else value
         name = os.fsencode(relpath)
+        if name == _STDIN_NAME:
+            name = b"./" + name  # `sha256sum -c` reads "-" as stdin; "./-" is the file
         if _needs_escape(name):
             lines.append(b"\\" + hexdigest.encode("ascii") + b"  " + _escape(name) + b"\n")
         else:
@@ -337,6 +342,8 @@ def _parse_line(line: bytes, lineno: int) -> tuple[str, str]:
     name = body[_HEX_LEN + 2 :]
     if escaped:
         name = _unescape(name)
+    if name == b"./" + _STDIN_NAME:
+        name = _STDIN_NAME
     _check_relpath(name)
     return os.fsdecode(name), hexdigest
 
