@@ -9,15 +9,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from safetylib import Mover, Run
+from safetylib import Mover, Run, RunFactory
 
 from nassync_dev.nas import RcloneSftpNas, SshNas
-
-RunFactory = Callable[..., Run]
 
 
 @pytest.fixture(params=["rclone", "rsync"])
@@ -70,7 +68,3 @@ def outside(open_tmp: Path) -> Path:
     (path / "data" / "a.bin").write_bytes(b"OUTSIDE-SECRET-BYTES in data/a.bin")
     (path / ".exlab-wizard" / "creation.json").write_bytes(b'{"OUTSIDE-SECRET-BYTES": "creation"}')
     return path
-
-
-def new_run_path() -> str:
-    return f"PROJ/Runs/Run_{uuid.uuid4().hex[:8]}"

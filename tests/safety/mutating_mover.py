@@ -13,7 +13,8 @@ interleaving is exact and the test needs no sleep:
 - after-remote-check — the NAS was just proven against the manifest (verify, cleanup);
 - after-manifest — push has hashed the run, before writing the cache and copying;
 - copy-start — push's copy tool is about to start;
-- publish-start — verify is about to copy creation.json to the NAS.
+- publish-start — verify is about to copy creation.json to the NAS;
+- publish-copy-start — that copy's tool is about to start (creation.json was found).
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def install(trigger: Trigger) -> None:
     push._build_manifest = after(push._build_manifest, "after-manifest")  # type: ignore[assignment]
     push.run_with_progress = before(push.run_with_progress, "copy-start")  # type: ignore[assignment]
     verify.publish_creation = before(verify.publish_creation, "publish-start")  # type: ignore[assignment]
+    verify.run_probe = before(verify.run_probe, "publish-copy-start")  # type: ignore[assignment]
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,9 @@ class Run:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return path
+
+
+RunFactory = Callable[..., Run]
 
 
 def params_for(nas: Nas, run: Run, step: str, *, owner: str = OWNER, **extra: Any) -> MoverParams:

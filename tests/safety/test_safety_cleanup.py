@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import RunFactory
 from safetylib import (
     CACHE,
     Mover,
     Nas,
     Plan,
+    RunFactory,
     assert_deleted_only_what_the_nas_holds,
     data_files,
     files_under,

@@ -248,6 +248,14 @@ def _build_manifest(run: OpenRun, log: MoverLog) -> Manifest:
     except FileChanged as exc:
         raise fail(ErrorKind.UNKNOWN, f"{exc} (the run is not quiet; the push is retried)") from exc
     log.info("manifest built", files=manifest.files, bytes=manifest.bytes)
+    # The gate refuses a run holding another run, but a run can appear inside this one while
+    # it waits in the queue: its files would go to the NAS, and later be deleted, as ours.
+    nested = manifest.nested_runs(run.params.cache_dir_name)
+    if nested:
+        shown = ", ".join(repr(display_path(p)) for p in examples(nested, limit=3))
+        raise fail(ErrorKind.CONFIG, f"the run holds another run (a directory with its own "
+                                     f"{run.params.cache_dir_name}/): {shown}; a run is never pushed as part of "
+                                     "another. Nothing was copied.")
     return manifest
 
 
