@@ -184,7 +184,7 @@ def test_a_cache_dir_swapped_for_a_symlink_inside_a_step_is_not_written_through(
     assert not contains_bytes(remote_dir(nas, run), b"victim"), result.explain()
 
 
-@pytest.mark.parametrize("when", ["publish-start"])
+@pytest.mark.parametrize("when", ["publish-start", "publish-copy-start"])
 def test_verify_never_publishes_another_runs_creation_json(
         nas: Nas, make_run: RunFactory, mover: Mover, tmp_path: Path, when: str) -> None:
     """The cache dir becomes a symlink after creation.json says `synced`, before it is copied to the NAS."""
