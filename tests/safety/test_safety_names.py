@@ -69,6 +69,23 @@ def test_a_non_utf8_name_is_a_gate_finding_in_whole_json(nas: Nas, make_run: Run
     assert bad and bad[0]["path"] == "bad\\xff\\xfe.bin"
 
 
+def test_rclone_refuses_a_non_utf8_name_it_would_store_under_another_name(
+        sftp_nas: Nas, make_run: RunFactory, mover: Mover) -> None:
+    """rclone stores undecodable bytes under another name on the NAS: that copy could never be proven."""
+    run = make_run({"ok.bin": b"ok"})
+    _make_bad(run)
+    gated = mover(params_for(sftp_nas, run, "gate", overrides=[{"rule": "non_utf8_name", "reason": "PI says so"}]))
+    assert gated.result["gate"]["blocked"], gated.explain()
+    assert "transport_reserved_name" in {f["rule"] for f in gated.result["gate"]["findings"]
+                                         if not f["overridden"]}
+    pushed = mover(params_for(sftp_nas, run, "push"))
+    _whole(pushed.result_text)
+    _no_traceback(pushed.stderr)
+    assert pushed.returncode == 1 and pushed.kind == "Config", pushed.explain()
+    assert "not valid UTF-8" in pushed.message and "xff" in pushed.message and "xfe.bin" in pushed.message
+    assert not (remote_dir(sftp_nas, run) / "ok.bin").exists()
+
+
 def test_rsync_carries_a_non_utf8_name_exactly_and_reports_it_readably(
         ssh_nas: Nas, make_run: RunFactory, mover: Mover) -> None:
     run = make_run({"ok.bin": b"ok"})
@@ -109,6 +126,22 @@ def test_a_path_over_4096_bytes_blocks_the_gate_with_findings_that_fit(
     rules = {f["rule"] for f in gate["findings"]}
     assert "path_too_long" in rules, "blocked without saying why"
     assert all(f["tier"] == "hard" and not f["overridden"] for f in gate["findings"][:1])
+
+
+@pytest.mark.parametrize("length", [4080, 4300])
+def test_a_path_the_copy_tools_cannot_open_is_a_config_error_not_a_retry(
+        nas: Nas, make_run: RunFactory, mover: Mover, length: int) -> None:
+    """Even with path_too_long overridden, the push says what is wrong (it used to be Unknown, retried)."""
+    run = make_run({"top.bin": b"top"})
+    _deep_file(run, length)
+    gated = mover(params_for(nas, run, "gate", overrides=[{"rule": "path_too_long", "reason": "PI says so"}]))
+    assert gated.result["gate"]["blocked"], gated.explain()
+    assert "transport_reserved_name" in {f["rule"] for f in gated.result["gate"]["findings"]}
+    pushed = mover(params_for(nas, run, "push"))
+    _whole(pushed.result_text)
+    assert pushed.returncode == 1 and pushed.kind == "Config", pushed.explain()
+    assert "bytes" in pushed.message and "Nothing was copied" in pushed.message
+    assert not (remote_dir(nas, run) / "top.bin").exists()
 
 
 def test_thousands_of_findings_are_trimmed_never_the_json(nas: Nas, make_run: RunFactory, mover: Mover) -> None:

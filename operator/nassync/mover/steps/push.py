@@ -262,13 +262,19 @@ def _build_manifest(run: OpenRun, log: MoverLog) -> Manifest:
 def _check_names(transport: Transport, manifest: Iterable[str], summary: ManifestSummary) -> None:
     problems = [(p, why) for p in manifest if (why := transport.name_problem(p)) is not None]
     if problems:
-        shown = ", ".join(repr(display_path(p)) for p, _ in problems[:3])
+        # Shortened in the middle: a 4 KiB path would push the rest of the message out of the result.
+        shown = ", ".join(repr(_middle(display_path(p))) for p, _ in problems[:3])
         raise fail(
             ErrorKind.CONFIG,
             f"{len(problems)} file name(s) cannot be copied and proven with {transport.name}: "
             f"{problems[0][1]} (e.g. {shown}); rename them. Nothing was copied.",
             manifest=summary,
         )
+
+
+def _middle(text: str, limit: int = 160) -> str:
+    half = (limit - 1) // 2
+    return text if len(text) <= limit else text[:half] + "…" + text[-half:]
 
 
 def _write_cache(run: OpenRun, manifest: Manifest) -> None:
