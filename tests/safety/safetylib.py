@@ -302,3 +302,12 @@ def readable_destination(nas: Nas, directory: Path, uid: int, gid: int) -> Any:
     text = Path(destination.config_file).read_text()
     text = text.replace(str(nas.client_key.private_path), str(key)).replace(str(nas.known_hosts), str(known))
     return destination.model_copy(update={"config_file": str(place("rclone.conf", text.encode()))})
+
+
+def write_local_manifest(run: Run) -> str:
+    """Write the run's manifest as push would (no NAS involved); its digest, for verify and cleanup params."""
+    from nassync.mover.manifest import build_manifest, write_manifest
+
+    manifest = build_manifest(run.dir, cache_dir_name=CACHE)
+    write_manifest(run.dir, cache_dir_name=CACHE, manifest=manifest)
+    return manifest.digest()
