@@ -13,14 +13,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from safetylib import Mover, Run, RunFactory
+from safetylib import Mover, Nas, Run, RunFactory, VolumeNas
 
 from nassync_dev.nas import RcloneSftpNas, SshNas
 
 
-@pytest.fixture(params=["rclone", "rsync"])
-def nas(request: pytest.FixtureRequest) -> SshNas | RcloneSftpNas:
-    """Each test using this runs once per transport (real rclone serve sftp, real sshd)."""
+@pytest.fixture(params=["rclone", "rsync", "volume"])
+def nas(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Nas:
+    """Each test using this runs once per transport: real rclone serve sftp, real sshd, a mounted volume."""
+    if request.param == "volume":
+        return VolumeNas(root=tmp_path_factory.mktemp("volume-nas"))
     server: SshNas | RcloneSftpNas = request.getfixturevalue("sftp_nas" if request.param == "rclone" else "ssh_nas")
     return server
 

@@ -32,7 +32,21 @@ WRAPPER = Path(__file__).with_name("mutating_mover.py")
 PLAN_ENV = "NASSYNC_SAFETY_PLAN"
 CACHE = ".exlab-wizard"
 OWNER = "lab/job-a/uid-a"
-Nas = SshNas | RcloneSftpNas
+
+
+@dataclass(frozen=True)
+class VolumeNas:
+    """A NAS mounted into the mover pod as a volume (the `volume` destination): a directory here."""
+
+    root: Path
+
+    def destination(self, *, path: str = "/nas") -> Any:
+        from nassync.api.mover_io import VolumeDestination
+
+        return VolumeDestination(mount=str(self.root), path=str(self.root / path.strip("/")))
+
+
+Nas = SshNas | RcloneSftpNas | VolumeNas
 Op = list[Any]
 
 
@@ -282,6 +296,7 @@ def readable_destination(nas: Nas, directory: Path, uid: int, gid: int) -> Any:
     """The NAS's destination with its secret files copied for `uid` (0600, as a Secret mounted for it)."""
     from nassync.api.mover_io import RcloneDestination, RsyncDestination
 
+    assert not isinstance(nas, VolumeNas), "a volume destination has no secret"
     secrets = directory / f"secret-{uid}"
     secrets.mkdir(mode=0o700, exist_ok=True)
     os.chown(secrets, uid, gid)

@@ -139,10 +139,27 @@ def make_world(root: Path, files: dict[str, bytes]) -> World:
     return world
 
 
+def _inside(world: World, path: Path) -> bool:
+    """True when no component from the source root down to `path` (itself included) is a symlink.
+
+    The attacker acts on the run, not through a link it planted: a path through
+    one would change the outside files whose untouchedness is checked.
+    """
+    current = world.source
+    for part in path.relative_to(world.source).parts:
+        current = current / part
+        if current.is_symlink():
+            return False
+    return True
+
+
 def _location(world: World, relpath: str, *, private: bool) -> Path | None:
     """Where file `relpath` is now: its private name while it is being deleted, else its own name."""
+    parent = (world.run / relpath).parent
+    if not _inside(world, parent):
+        return None
     if private:
-        matches = list((world.run / relpath).parent.glob(".nassync-deleting-*"))
+        matches = list(parent.glob(".nassync-deleting-*"))
         if len(matches) == 1:
             return matches[0]
     path = world.run / relpath
@@ -156,21 +173,17 @@ def mutate(world: World, kind: str, relpath: str, *, private: bool = False) -> b
     """Apply mutation `kind` to file `relpath` (or its directory); False when there is nothing to mutate."""
     where = _location(world, relpath, private=private)
     parent = (world.run / relpath).parent
+    if not _inside(world, parent) or not parent.is_dir():
+        return False
     if kind == "new-file":
-        if not parent.is_dir() or parent.is_symlink():
-            return False
         (parent / f"new-{world.counter}.bin").write_bytes(world.fresh("new file"))
         return True
     if kind == "new-dir":
-        if not parent.is_dir() or parent.is_symlink():
-            return False
         new_dir = parent / f"newdir-{world.counter}"
         new_dir.mkdir()
         (new_dir / "inside.bin").write_bytes(world.fresh("file in a new dir"))
         return True
     if kind == "symlink-parent":
-        if parent.is_symlink() or not parent.is_dir():
-            return False
         world.counter += 1
         parent.rename(parent.with_name(parent.name + f".moved-away-{world.counter}"))
         target = world.outside / os.path.relpath(parent, world.run) if parent != world.run else world.outside
