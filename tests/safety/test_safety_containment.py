@@ -39,6 +39,10 @@ SECRET = b"OUTSIDE-SECRET-BYTES"
 STEPS = ("push", "verify", "cleanup")
 
 
+# Refusals that happen before the transport is used (a bad runPath, a cache dir that is not a directory, a
+# symlink in the runPath) are attacked against one NAS (rclone sftp); the rest against every transport.
+
+
 def _nas_leaks(nas: Nas) -> list[str]:
     return contains_bytes(nas.root, SECRET)
 
@@ -117,12 +121,12 @@ def test_cleanup_of_a_parent_never_deletes_a_run_that_appeared_inside_it(
 
 @pytest.mark.parametrize("step", ["gate", *STEPS])
 def test_a_run_path_naming_another_runs_cache_dir_is_refused(
-        nas: Nas, make_run: RunFactory, mover: Mover, step: str) -> None:
+        sftp_nas: Nas, make_run: RunFactory, mover: Mover, step: str) -> None:
     other = make_run({"a.bin": b"a"})
     write_creation(other.dir, creation_document(other.run_path))
     before = snapshot(other.dir)
     cache_run = type(other)(source_root=other.source_root, run_path=f"{other.run_path}/{CACHE}")
-    result = mover(params_for(nas, cache_run, step, expectedManifestSha256="0" * 64))
+    result = mover(params_for(sftp_nas, cache_run, step, expectedManifestSha256="0" * 64))
     if step == "gate":
         assert result.result["gate"]["blocked"], result.explain()
         assert {f["rule"] for f in result.result["gate"]["findings"]} == {"run_outside_source"}
@@ -130,7 +134,7 @@ def test_a_run_path_naming_another_runs_cache_dir_is_refused(
         assert result.returncode == 1 and result.kind == "Config", result.explain()
         assert "cache directory" in result.message
     assert snapshot(other.dir) == before
-    assert not (remote_dir(nas, cache_run)).exists()
+    assert not (remote_dir(sftp_nas, cache_run)).exists()
 
 
 # --- item 8: a symlinked cache dir is never written through ----------------------------------------------
@@ -147,14 +151,14 @@ def _victim(make_run: RunFactory) -> tuple[object, dict[str, tuple[str, int, byt
 @pytest.mark.parametrize("shape", ["symlink", "file"])
 @pytest.mark.parametrize("step", ["gate", *STEPS])
 def test_a_cache_dir_that_is_not_a_real_directory_is_refused_by_every_step(
-        nas: Nas, make_run: RunFactory, mover: Mover, step: str, shape: str) -> None:
+        sftp_nas: Nas, make_run: RunFactory, mover: Mover, step: str, shape: str) -> None:
     victim, before = _victim(make_run)
     run = make_run({"a.bin": b"a"})
     if shape == "symlink":
         (run.dir / CACHE).symlink_to(victim.dir / CACHE)  # type: ignore[attr-defined]
     else:
         (run.dir / CACHE).write_bytes(b"not a directory")
-    result = mover(params_for(nas, run, step, expectedManifestSha256="0" * 64))
+    result = mover(params_for(sftp_nas, run, step, expectedManifestSha256="0" * 64))
     if step == "gate":
         assert result.result["gate"]["blocked"], result.explain()
         assert "cache_dir_not_directory" in {f["rule"] for f in result.result["gate"]["findings"]}
@@ -162,7 +166,7 @@ def test_a_cache_dir_that_is_not_a_real_directory_is_refused_by_every_step(
         assert result.returncode == 1 and result.kind == "Config", result.explain()
     assert snapshot(victim.dir) == before  # type: ignore[attr-defined]
     assert (run.dir / "a.bin").read_bytes() == b"a"
-    assert not files_under(remote_dir(nas, run)) if remote_dir(nas, run).exists() else True
+    assert not files_under(remote_dir(sftp_nas, run)) if remote_dir(sftp_nas, run).exists() else True
 
 
 @pytest.mark.parametrize("step", ["push", "verify"])
@@ -208,11 +212,11 @@ def test_verify_never_publishes_another_runs_creation_json(
 @pytest.mark.parametrize("run_path", ["../outside", "/etc", "PROJ/../outside", "PROJ//x", "PROJ/./x", "x/"])
 @pytest.mark.parametrize("step", ["gate", *STEPS])
 def test_the_mover_validates_the_run_path_itself(
-        nas: Nas, make_run: RunFactory, mover: Mover, outside: Path, step: str, run_path: str) -> None:
+        sftp_nas: Nas, make_run: RunFactory, mover: Mover, outside: Path, step: str, run_path: str) -> None:
     anchor = make_run({"a.bin": b"a"}, run_path="PROJ/x")
     before = snapshot(outside)
     bad = type(anchor)(source_root=anchor.source_root, run_path=run_path)
-    result = mover(params_for(nas, bad, step, expectedManifestSha256="0" * 64))
+    result = mover(params_for(sftp_nas, bad, step, expectedManifestSha256="0" * 64))
     if step == "gate":
         assert result.result["gate"]["blocked"], result.explain()
         assert {f["rule"] for f in result.result["gate"]["findings"]} == {"run_outside_source"}
@@ -220,25 +224,25 @@ def test_the_mover_validates_the_run_path_itself(
         assert result.returncode == 1 and result.kind == "Config", result.explain()
         assert "nothing was read or written" in result.message
     assert snapshot(outside) == before
-    assert not _nas_leaks(nas)
+    assert not _nas_leaks(sftp_nas)
     assert (anchor.dir / "a.bin").read_bytes() == b"a"
 
 
 @pytest.mark.parametrize("where", ["run", "ancestor"])
 @pytest.mark.parametrize("step", STEPS)
 def test_a_symlink_swapped_into_the_run_path_after_the_gate_is_refused(
-        nas: Nas, make_run: RunFactory, mover: Mover, outside: Path, step: str, where: str) -> None:
+        sftp_nas: Nas, make_run: RunFactory, mover: Mover, outside: Path, step: str, where: str) -> None:
     run = make_run({"a.bin": b"a", "data/a.bin": b"run data"})
-    digest = push_and_verify(mover, nas, run) if step != "push" else None
+    digest = push_and_verify(mover, sftp_nas, run) if step != "push" else None
     victim = run.dir if where == "run" else run.dir.parent
     victim.rename(victim.with_name(victim.name + ".real"))
     victim.symlink_to(outside if where == "run" else outside.parent)
     before = snapshot(outside)
-    result = mover(params_for(nas, run, step, expectedManifestSha256=digest))
+    result = mover(params_for(sftp_nas, run, step, expectedManifestSha256=digest))
     assert result.returncode == 1 and result.kind == "Config", result.explain()
     assert "symlink" in result.message
     assert snapshot(outside) == before
-    assert not _nas_leaks(nas)
+    assert not _nas_leaks(sftp_nas)
 
 
 @pytest.mark.parametrize("step", STEPS)
