@@ -15,15 +15,23 @@ interleaving is exact and the test needs no sleep:
 - copy-start — push's copy tool is about to start;
 - publish-start — verify is about to copy creation.json to the NAS;
 - publish-copy-start — that copy's tool is about to start (creation.json was found).
+
+Besides plain file operations, a plan may hold ["after-listing", dir, arm_url,
+release_url, ops]: run `ops` once the copy tool has listed `dir`, while the
+test's NAS proxy holds the tool (test_safety_rclone_swap.py).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import os
+import struct
 import sys
+import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,8 +69,47 @@ def _apply(op: list[Any]) -> None:
             incoming = directory / ".incoming"
             incoming.write_bytes(data)
             os.rename(incoming, match)
+    elif kind == "after-listing":
+        # ["after-listing", directory, arm_url, release_url, [ops...]]: arm the test's NAS proxy, then run the
+        # ops in the background once a process has listed `directory` (it closes it: IN_CLOSE_NOWRITE), and
+        # tell the proxy to let the copy go on. The copy tool is held by the proxy meanwhile, so the ops land
+        # exactly between its listing of `directory` and its next look below it.
+        watch = _inotify_close(args[0])
+        urllib.request.urlopen(args[1], timeout=60).read()
+
+        def background() -> None:
+            watch()
+            for inner in args[3]:
+                _apply(inner)
+            urllib.request.urlopen(args[2], timeout=60).read()
+
+        threading.Thread(target=background, daemon=True).start()
     else:
         raise ValueError(f"unknown op {kind!r}")
+
+
+def _inotify_close(directory: str) -> Callable[[], None]:
+    """Watch `directory` now; the returned function blocks until it is closed after being read."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    in_close_nowrite, in_cloexec = 0x10, 0o2000000
+    fd = libc.inotify_init1(in_cloexec)
+    if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(directory), in_close_nowrite) < 0:
+        raise OSError(ctypes.get_errno(), "inotify")
+
+    def wait() -> None:
+        try:
+            while True:
+                data = os.read(fd, 4096)
+                offset = 0
+                while offset < len(data):
+                    _wd, mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+                    offset += 16 + length
+                    if mask & in_close_nowrite and length == 0:
+                        return
+        finally:
+            os.close(fd)
+
+    return wait
 
 
 class Trigger:
