@@ -209,13 +209,16 @@ def test_verify_never_publishes_another_runs_creation_json(
 # --- item 9: every step re-checks containment and never follows a link into or out of the run -------------
 
 
-@pytest.mark.parametrize("run_path", ["../outside", "/etc", "PROJ/../outside", "PROJ//x", "PROJ/./x", "x/"])
+@pytest.mark.parametrize("run_path", ["../outside", "/etc", "PROJ/../outside", "PROJ//x", "PROJ/./x", "x/",
+                                      "PROJ/x\u202e", "PROJ/\u200bx", "PROJ/x\x85", "PROJ/x\u2028"])
 @pytest.mark.parametrize("step", ["gate", *STEPS])
 def test_the_mover_validates_the_run_path_itself(
         sftp_nas: Nas, make_run: RunFactory, mover: Mover, outside: Path, step: str, run_path: str) -> None:
     anchor = make_run({"a.bin": b"a"}, run_path="PROJ/x")
-    before = snapshot(outside)
     bad = type(anchor)(source_root=anchor.source_root, run_path=run_path)
+    if not run_path.startswith("/") and all(part not in ("", ".", "..") for part in run_path.split("/")):
+        bad.write("b.bin", b"a run whose name hides characters")  # it exists: refused for its name alone
+    before = snapshot(outside)
     result = mover(params_for(sftp_nas, bad, step, expectedManifestSha256="0" * 64))
     if step == "gate":
         assert result.result["gate"]["blocked"], result.explain()
