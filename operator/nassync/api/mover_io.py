@@ -251,7 +251,9 @@ class MoverResult(_Model):
         reaching a message) are escaped, never a reason to crash.
         """
         trimmed = _safe(self)
-        for shrink in (_drop_findings, _shorten_findings, _shorten_texts):
+        # Findings are shortened before any is dropped: one finding on a path of
+        # 4 KiB would otherwise take every other with it ("blocked", 0 findings).
+        for shrink in (_shorten_findings, _shorten_texts):
             if _fits(trimmed):
                 break
             shrink(trimmed)
@@ -302,9 +304,13 @@ def _shorten_findings(result: MoverResult) -> None:
     if result.gate is None:
         return
     for finding in result.gate.findings:
-        finding.path = finding.path[:200]
-        finding.message = finding.message[:200]
+        finding.path = _cut(finding.path, 200)
+        finding.message = _cut(finding.message, 200)
     _drop_findings(result)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _shorten_texts(result: MoverResult) -> None:

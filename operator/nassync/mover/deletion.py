@@ -123,6 +123,12 @@ def _prove_local(run_fd: int, *, cache_dir_name: str, manifest: Mapping[str, str
     # caller has just verified the whole manifest on the NAS, and deleting fewer
     # files is never unsafe. This is what lets a cleanup that stopped part way
     # finish on a later attempt.
+    nested = local.nested_runs(cache_dir_name)
+    if nested:
+        # Another run's data, even if this run's manifest happens to prove it: it has its own
+        # SyncJob (and perhaps a hold), and only that SyncJob decides when it is deleted.
+        raise CleanupRefused(f"the run holds another run (a directory with its own {cache_dir_name}/): "
+                             f"{_examples(nested)}")
     problems = [
         (result.extra, "not in the manifest (never proven on the NAS)"),
         (result.differing, "changed since the manifest was written"),

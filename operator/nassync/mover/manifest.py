@@ -108,6 +108,10 @@ class Manifest(Mapping[str, Entry]):
         """SHA-256 of the canonical serialised text: the run's identity in status."""
         return hashlib.sha256(serialise(self)).hexdigest()
 
+    def nested_runs(self, cache_dir_name: str) -> list[str]:
+        """Directories below the run root that hold a cache dir of their own: other runs inside this one."""
+        return [d.rpartition("/")[0] for d in self.dirs if "/" in d and d.rpartition("/")[2] == cache_dir_name]
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -34,6 +34,11 @@ from nassync.api.mover_io import (
 )
 
 HashMethod = Literal["RemoteHash", "Download"]
+# The copy tools open a file as /proc/self/fd/N/<relpath> (rclone) or hash it on
+# the NAS as ./<relpath> (rsync's verify): a path near PATH_MAX (4096 bytes with
+# its NUL) fails inside the tool with an error no lab admin can act on. Measured:
+# rclone fails from about 4,075 bytes of relpath, sha256sum at 4,094.
+MAX_COPY_RELPATH_BYTES = 4000
 # A remote hash listing of a large run can take hours (the NAS reads every
 # byte); the bound is there so that a NAS that hangs does not hang the pod forever.
 PROBE_TIMEOUT_S = 6 * 3600
@@ -211,6 +216,15 @@ class Transport(Protocol):
     def classify(self, *, returncode: int, messages: Sequence[str]) -> ErrorInfo:
         """Turn a failed command's exit code + stderr lines into an ErrorKind."""
         ...
+
+
+def path_length_problem(relpath: str) -> str | None:
+    """Why a relpath is too long for the copy tools to open, or None."""
+    size = len(os.fsencode(relpath))
+    if size > MAX_COPY_RELPATH_BYTES:
+        return (f"path is {size:,} bytes; the copy tools cannot open paths longer than "
+                f"{MAX_COPY_RELPATH_BYTES:,} bytes (shorten or move it)")
+    return None
 
 
 def resolve_method(transport: Transport, requested: str) -> HashMethod:

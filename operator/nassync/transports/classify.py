@@ -42,6 +42,15 @@ _SCRUBBERS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1\2[redacted]",
     ),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1[redacted]@"),
+    # JSON inside a Go-quoted string, as rclone's REST client prints an error body (%q):
+    # returned body: "{\"pass\":\"x\"}". Before the plain JSON rule, which the backslashes defeat.
+    (
+        re.compile(
+            r"(?i)(\\[\"'][\w-]*(?:pass|password|secret|token|key|auth|credential)[\w-]*\\[\"']\s*:\s*)"
+            r"(\\\"(?:[^\"\\]|\\[^\"])*\\\"|[^\s,}\\]+)"
+        ),
+        r'\1\\"[redacted]\\"',
+    ),
     # JSON and quoted keys: "pass": "x", 'secret_access_key': 'y'.
     (
         re.compile(

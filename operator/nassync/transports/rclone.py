@@ -45,6 +45,7 @@ from nassync.transports.base import (
     TransferProgress,
     TransportError,
     anchored,
+    path_length_problem,
     private_copy,
     run_probe,
 )
@@ -207,6 +208,12 @@ class RcloneTransport:
         }
 
     def name_problem(self, relpath: str) -> str | None:
+        try:
+            relpath.encode("utf-8")
+        except UnicodeEncodeError:
+            # Undecodable bytes (surrogate escapes here) are stored under another
+            # name on the NAS by rclone's encoder: the copy could never be proven.
+            return "is not valid UTF-8, which rclone stores under another name on the NAS"
         if has_control_character(relpath):
             # rclone stores e.g. "\n" as "␊" on sftp and maps it back only for
             # itself: the NAS copy would not match the manifest an admin checks.
@@ -215,7 +222,7 @@ class RcloneTransport:
             # rclone's name encoder uses U+201B to quote characters it maps; a
             # name holding it is read back as another name (and reported missing).
             return "contains U+201B (single high-reversed-9 quotation mark), which rclone uses to quote names"
-        return None
+        return path_length_problem(relpath)
 
     def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
                      options: PushOptions = DEFAULT_PUSH) -> Command:

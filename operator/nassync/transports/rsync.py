@@ -44,6 +44,7 @@ from nassync.transports.base import (
     TransferProgress,
     TransportError,
     anchored,
+    path_length_problem,
     private_copy,
     run_probe,
 )
@@ -123,7 +124,8 @@ class RsyncTransport:
         ]
 
     def name_problem(self, relpath: str) -> str | None:
-        return partial_dir_problem(relpath)
+        # A path too long to open fails inside the tools (rsync's sender, sha256sum on the NAS).
+        return partial_dir_problem(relpath) or path_length_problem(relpath)
 
     def config_problem(self) -> str | None:
         return None

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from nassync.api.mover_io import Bandwidth, ErrorInfo, ErrorKind, VolumeDestination, remote_run_path
-from nassync.transports.base import DEFAULT_PUSH, Command, HashMethod, PushOptions, TransferProgress, TransportError
+from nassync.transports.base import (
+    DEFAULT_PUSH,
+    Command,
+    HashMethod,
+    PushOptions,
+    TransferProgress,
+    TransportError,
+    path_length_problem,
+)
 from nassync.transports.classify import RSYNC_EXIT_KINDS, SHARED_RULES, classify
 from nassync.transports.rsync import copy_command, parse_progress2, partial_dir_problem
 
@@ -57,7 +65,7 @@ class VolumeTransport:
         return self._run_dir(run_path)
 
     def name_problem(self, relpath: str) -> str | None:
-        return partial_dir_problem(relpath)
+        return partial_dir_problem(relpath) or path_length_problem(relpath)
 
     def config_problem(self) -> str | None:
         if not os.path.isdir(self.destination.mount):

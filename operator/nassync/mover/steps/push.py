@@ -248,19 +248,33 @@ def _build_manifest(run: OpenRun, log: MoverLog) -> Manifest:
     except FileChanged as exc:
         raise fail(ErrorKind.UNKNOWN, f"{exc} (the run is not quiet; the push is retried)") from exc
     log.info("manifest built", files=manifest.files, bytes=manifest.bytes)
+    # The gate refuses a run holding another run, but a run can appear inside this one while
+    # it waits in the queue: its files would go to the NAS, and later be deleted, as ours.
+    nested = manifest.nested_runs(run.params.cache_dir_name)
+    if nested:
+        shown = ", ".join(repr(display_path(p)) for p in examples(nested, limit=3))
+        raise fail(ErrorKind.CONFIG, f"the run holds another run (a directory with its own "
+                                     f"{run.params.cache_dir_name}/): {shown}; a run is never pushed as part of "
+                                     "another. Nothing was copied.")
     return manifest
 
 
 def _check_names(transport: Transport, manifest: Iterable[str], summary: ManifestSummary) -> None:
     problems = [(p, why) for p in manifest if (why := transport.name_problem(p)) is not None]
     if problems:
-        shown = ", ".join(repr(display_path(p)) for p, _ in problems[:3])
+        # Shortened in the middle: a 4 KiB path would push the rest of the message out of the result.
+        shown = ", ".join(repr(_middle(display_path(p))) for p, _ in problems[:3])
         raise fail(
             ErrorKind.CONFIG,
             f"{len(problems)} file name(s) cannot be copied and proven with {transport.name}: "
             f"{problems[0][1]} (e.g. {shown}); rename them. Nothing was copied.",
             manifest=summary,
         )
+
+
+def _middle(text: str, limit: int = 160) -> str:
+    half = (limit - 1) // 2
+    return text if len(text) <= limit else text[:half] + "…" + text[-half:]
 
 
 def _write_cache(run: OpenRun, manifest: Manifest) -> None:

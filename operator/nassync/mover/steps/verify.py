@@ -23,6 +23,8 @@ same comparison.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -116,24 +118,40 @@ def remote_check(params: MoverParams, manifest: Mapping[str, str], log: MoverLog
 
 
 def publish_creation(run: OpenRun, log: MoverLog) -> None:
-    """Copy the run's creation.json to the NAS again, so that the NAS copy says what the run says."""
-    relpath = f"{run.params.cache_dir_name}/{CREATION_NAME}"
+    """Copy the run's creation.json to the NAS again, so that the NAS copy says what the run says.
+
+    The copy tool reads the cache dir through its own descriptor (opened without
+    following links) and is given only the file's name: a cache dir swapped for
+    a symlink after we looked would otherwise send another run's creation.json
+    to this run's NAS copy (rsync's --files-from follows links on the way).
+    """
     try:
-        fsio.lstat_at(run.fd, relpath)
-    except OSError:
-        return  # a run without creation.json (or one we may not see) has nothing to publish
-    transport = transport_for(run.params.destination)
-    command = transport.push_command(source=run.source_path, run_path=run.params.run_path,
-                                     bandwidth=run.params.bandwidth, now=datetime.now(UTC),
-                                     options=PushOptions(compare_content=True, only=(relpath,)))
-    try:
-        done = run_probe(replace(command, pass_fds=(run.fd,)), timeout=600)
-    except TransportError as exc:
-        log.warning("could not copy creation.json to the NAS", detail=exc.info.message)
+        cache_fd = run.cache_fd()
+    except fsio.NotARealDirectory as exc:
+        log.warning("creation.json not copied to the NAS", detail=str(exc.strerror))
         return
+    if cache_fd is None:
+        return
+    with fsio.opened(cache_fd):
+        try:
+            info = os.stat(CREATION_NAME, dir_fd=cache_fd, follow_symlinks=False)
+        except OSError:
+            return  # a run without creation.json (or one we may not see) has nothing to publish
+        if not stat.S_ISREG(info.st_mode):
+            return
+        transport = transport_for(run.params.destination)
+        command = transport.push_command(source=fsio.proc_path(cache_fd),
+                                         run_path=f"{run.params.run_path}/{run.params.cache_dir_name}",
+                                         bandwidth=run.params.bandwidth, now=datetime.now(UTC),
+                                         options=PushOptions(compare_content=True, only=(CREATION_NAME,)))
+        try:
+            done = run_probe(replace(command, pass_fds=(cache_fd,)), timeout=600)
+        except TransportError as exc:
+            log.warning("could not copy creation.json to the NAS", detail=exc.info.message)
+            return
     if done.returncode != 0:
-        info = transport.classify(returncode=done.returncode, messages=done.stderr.splitlines())
-        log.warning("could not copy creation.json to the NAS", detail=info.message)
+        failure = transport.classify(returncode=done.returncode, messages=done.stderr.splitlines())
+        log.warning("could not copy creation.json to the NAS", detail=failure.message)
 
 
 def verify(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
