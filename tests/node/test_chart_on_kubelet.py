@@ -50,7 +50,11 @@ def helm_operator(operator: OperatorProcess, crds: Kubectl, kubelet_node: Node,
     """The chart's operator on the kubelet node instead of the session's operator process."""
     repository, tag = kubelet_node.image.rsplit(":", 1)
     where = placement()
-    values = {"image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+    # One replica: the loopback post-renderer puts the operator on the host network, where two
+    # replicas on the one node would fight over the metrics and health ports (HA itself is
+    # tests/faults/test_failover_faults.py).
+    values = {"replicaCount": 1,
+              "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
               "webhook": {"enabled": False}, "metrics": {"port": free_port()}, "health": {"port": free_port()},
               "logFormat": "json", "nodeSelector": where["nodeSelector"], "tolerations": where["tolerations"]}
     values_file = tmp_path / "values.yaml"
