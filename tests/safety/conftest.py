@@ -19,10 +19,12 @@ from nassync_dev.nas import RcloneSftpNas, SshNas
 
 
 @pytest.fixture(params=["rclone", "rsync", "volume"])
-def nas(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Nas:
+def nas(request: pytest.FixtureRequest, open_tmp: Path) -> Nas:
     """Each test using this runs once per transport: real rclone serve sftp, real sshd, a mounted volume."""
     if request.param == "volume":
-        return VolumeNas(root=tmp_path_factory.mktemp("volume-nas"))
+        root = open_tmp / "volume-nas"  # reachable by a non-root mover, like a mounted share
+        root.mkdir(mode=0o755)
+        return VolumeNas(root=root)
     server: SshNas | RcloneSftpNas = request.getfixturevalue("sftp_nas" if request.param == "rclone" else "ssh_nas")
     return server
 

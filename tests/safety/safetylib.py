@@ -296,7 +296,8 @@ def readable_destination(nas: Nas, directory: Path, uid: int, gid: int) -> Any:
     """The NAS's destination with its secret files copied for `uid` (0600, as a Secret mounted for it)."""
     from nassync.api.mover_io import RcloneDestination, RsyncDestination
 
-    assert not isinstance(nas, VolumeNas), "a volume destination has no secret"
+    if isinstance(nas, VolumeNas):
+        return nas.destination(path="/nas")  # no secret: the mounted volume itself
     secrets = directory / f"secret-{uid}"
     secrets.mkdir(mode=0o700, exist_ok=True)
     os.chown(secrets, uid, gid)

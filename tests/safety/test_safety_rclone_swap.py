@@ -106,8 +106,6 @@ def webdav(tmp_path: Path) -> Iterator[_WebDav]:
         yield server
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation (docs/concepts.md): rclone follows a directory of the run "
-                                       "swapped for a symlink while it copies")
 def test_a_directory_swapped_while_rclone_copies_never_brings_outside_bytes_to_the_nas(
         webdav: _WebDav, make_run: RunFactory, mover: Mover, outside: Path, tmp_path: Path) -> None:
     run = make_run({"a.bin": b"a", "zzz/a.bin": b"run data"})

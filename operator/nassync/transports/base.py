@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +56,8 @@ class Command:
     env: Mapping[str, str] = field(default_factory=dict)
     pass_fds: tuple[int, ...] = ()
     stdin: bytes | None = None
+    # Called in the tool's process between fork and exec (the push's Landlock ruleset, mover/confine.py).
+    preexec: Callable[[], None] | None = field(default=None, compare=False)
 
     def full_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
@@ -179,6 +181,10 @@ class Transport(Protocol):
         """Why this destination cannot hold a copy at all (checked by the gate and push), or None."""
         ...
 
+    def local_reads(self) -> list[str]:
+        """Local directories the push's tool reads besides the run (Secret files, a mounted destination)."""
+        ...
+
     def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
                      options: PushOptions = DEFAULT_PUSH) -> Command:
         """Copy (never mirror) `source/` into the remote run directory.
@@ -258,3 +264,8 @@ def private_copy(source: str, data: bytes) -> str:
         handle.write(data)
     _PRIVATE_COPIES[source] = copy
     return copy
+
+
+def private_dirs() -> list[str]:
+    """The directories of this process's private copies (a confined copy tool must still read them)."""
+    return sorted({os.path.dirname(copy) for copy in _PRIVATE_COPIES.values()})

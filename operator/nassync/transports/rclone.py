@@ -180,6 +180,26 @@ class RcloneTransport:
                 "into the cluster use a volume destination (spec.destination.volume with its "
                 "PersistentVolumeClaim)")
 
+    def local_reads(self) -> list[str]:
+        """The config's directory (and its private copy), and that of every file the remote names.
+
+        rclone options naming local files (key_file, known_hosts_file, pubkey_file,
+        service_account_file, ...) are absolute paths; aliases are followed.
+        """
+        config = self.destination.config_file
+        reads = {os.path.dirname(config), os.path.dirname(config_in_place(config))}
+        parser = self._config()
+        remote, seen = self.destination.remote, set()
+        while parser is not None and remote and remote not in seen and parser.has_section(remote):
+            seen.add(remote)
+            for _, value in parser.items(remote):
+                value = value.strip()
+                if value.startswith("/") and os.path.exists(value):
+                    reads.add(value if os.path.isdir(value) else os.path.dirname(value))
+            target = parser.get(remote, "remote", fallback="")
+            remote = target.split(":", 1)[0] if ":" in target else ""
+        return sorted(reads)
+
     @property
     def follows_timetable(self) -> bool:
         return True  # --bwlimit takes the whole weekly timetable

@@ -25,6 +25,7 @@ file), for NAS boxes whose shell lacks sha256sum.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shlex
 import subprocess
@@ -129,6 +130,9 @@ class RsyncTransport:
 
     def config_problem(self) -> str | None:
         return None
+
+    def local_reads(self) -> list[str]:
+        return [os.path.dirname(self.destination.key_file), os.path.dirname(self.destination.known_hosts_file)]
 
     def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
                      options: PushOptions = DEFAULT_PUSH) -> Command:

@@ -72,6 +72,9 @@ class VolumeTransport:
             return f"the destination volume is not mounted at {self.destination.mount}"
         return None
 
+    def local_reads(self) -> list[str]:
+        return [self.destination.mount]
+
     def push_command(self, *, source: str, run_path: str, bandwidth: Bandwidth, now: datetime,
                      options: PushOptions = DEFAULT_PUSH) -> Command:
         return copy_command(self.rsync_binary, source=source, target=self._run_dir(run_path) + "/",

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import shutil
 import signal
 import stat
 import subprocess
@@ -45,7 +46,7 @@ from nassync.api.mover_io import (
     MoverResult,
     TransferSummary,
 )
-from nassync.mover import fsio
+from nassync.mover import confine, fsio
 from nassync.mover.logs import MoverLog
 from nassync.mover.manifest import (
     CLEANUP_MARKER,
@@ -63,7 +64,7 @@ from nassync.mover.progress import ProgressReporter
 from nassync.mover.rules import display_path
 from nassync.mover.run import OpenRun, existing_run, load_manifest
 from nassync.transports.bandwidth import limit_at, next_change
-from nassync.transports.base import Command, PushOptions, Transport, TransportError
+from nassync.transports.base import Command, PushOptions, Transport, TransportError, private_dirs
 from nassync.transports.catalog import transport_for
 
 _TAIL_LINES = 400  # stderr lines kept for classification
@@ -122,6 +123,7 @@ def run_with_progress(command: Command, *, transport: Transport, reporter: Progr
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             pass_fds=command.pass_fds,
+            preexec_fn=command.preexec,
         )
     except FileNotFoundError as exc:
         raise fail(ErrorKind.CONFIG, f"{command.argv[0]} is not installed: {exc}") from exc
@@ -331,19 +333,34 @@ def _copy(transport: Transport, run: OpenRun, *, options: PushOptions, reporter:
     while True:
         command = transport.push_command(source=run.source_path, run_path=params.run_path,
                                          bandwidth=params.bandwidth, now=now, options=options)
-        command = replace(command, pass_fds=(run.fd,))
+        ruleset = _ruleset(command, run, transport)
+        command = replace(command, pass_fds=(run.fd, *((ruleset.fd,) if ruleset else ())),
+                          preexec=ruleset.enter if ruleset else None)
         change = None if transport.follows_timetable else next_change(params.bandwidth, now)
         stop_at = time.monotonic() + (change - now).total_seconds() if change else None
-        log.info("copy started", remote=remote, tool=transport.name,
+        log.info("copy started", remote=remote, tool=transport.name, confinedToRun=ruleset is not None,
                  bandwidthLimitKiBps=limit_at(params.bandwidth, now),
                  untilWindowChange=change.isoformat() if change else None)
-        outcome = run_with_progress(command, transport=transport, reporter=reporter, stop_at=stop_at)
+        try:
+            outcome = run_with_progress(command, transport=transport, reporter=reporter, stop_at=stop_at)
+        finally:
+            if ruleset is not None:
+                ruleset.close()
         if not outcome.stopped_at_deadline:
             return outcome
         now = datetime.now(UTC)
         reporter.offset = reporter.last.bytes if reporter.last else reporter.offset
         log.info("bandwidth window changed; restarting the copy with the new limit",
                  bandwidthLimitKiBps=limit_at(params.bandwidth, now))
+
+
+def _ruleset(command: Command, run: OpenRun, transport: Transport) -> confine.Ruleset | None:
+    """The copy tool may read only the run and what it needs besides (mover/confine.py)."""
+    tool = shutil.which(command.argv[0]) or command.argv[0]
+    nss = (os.path.dirname(os.environ[v]) for v in ("NSS_WRAPPER_PASSWD", "NSS_WRAPPER_GROUP") if v in os.environ)
+    # The kernel reads the tool's file to exec it.
+    reads = [os.path.dirname(os.path.abspath(tool)), *transport.local_reads(), *private_dirs(), *nss]
+    return confine.prepare((run.fd,), reads)
 
 
 def push(params: MoverParams, *, log: MoverLog, now: datetime) -> MoverResult:
