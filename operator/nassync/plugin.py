@@ -112,7 +112,7 @@ def status_row(item: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
         progress,
         size,
         str(int(status.get("verifyPasses") or 0)),
-        str(status.get("copies") or "-"),  # "<verified>/<all>", only with spec.replicas
+        str(status.get("copies") or "-"),  # "<verified>/<all>"
         age,
         last_error,
     )

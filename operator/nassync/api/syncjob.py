@@ -303,7 +303,7 @@ class SyncJobStatus(ApiModel):
     deleted: Deleted | None = None  # local data deleted so far by cleanup
     # None (absent) unless the target has spec.replicas: single-copy SyncJobs read as they always did.
     destinations: list[DestinationStatus] | None = Field(default=None, max_length=MAX_DESTINATIONS)
-    copies: str | None = Field(default=None, max_length=16)  # "<verified>/<all>" copies, for the printer column
+    copies: str | None = Field(default=None, max_length=16)  # "<verified>/<all>" copies (the Copies column)
 
     def destination(self, name: str) -> DestinationStatus | None:
         return next((d for d in self.destinations or () if d.name == name), None)

@@ -970,11 +970,11 @@ def _load_replicas(run: _Run) -> None:
 
 
 def _summarise_copies(run: _Run) -> None:
-    """status.destinations, status.copies and the Replicated condition; absent without replicas."""
+    """status.copies; with replicas also status.destinations and the Replicated condition."""
     status = run.status
     if run.target is not None and not run.target.spec.replicas:
         status.destinations = None
-        status.copies = None
+        status.copies = "1/1" if status.phase.nas_copy_proven else "0/1"
         return
     if run.target is None:
         return
