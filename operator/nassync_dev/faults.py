@@ -21,8 +21,9 @@ from pathlib import Path
 
 from nassync_dev import binaries
 from nassync_dev.cluster import LocalCluster, _alive, wait_for
+from nassync_dev.kubelet_node import KubeletNode
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "process-node")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "process-node", "kubelet")
 
 
 def stop_component(cluster: LocalCluster, name: str, sig: int = signal.SIGKILL) -> None:
@@ -47,9 +48,9 @@ def start_component(cluster: LocalCluster, name: str) -> None:
     elif name == "kube-controller-manager":
         cluster._start_controller_manager(bins, state)
     elif name == "process-node":
-        # Extension point: a restart of the real kubelet node (nassync_dev kubelet tooling)
-        # belongs here once that node exists; the process node agent is the only node today.
         cluster._start_node(state)
+    elif name == "kubelet":  # the real node's kubelet alone; containerd and its containers keep running
+        KubeletNode(cluster.state_dir).start_kubelet(lambda proc, argv: cluster._spawn(state, proc, argv))
     else:
         raise ValueError(f"unknown component {name!r}; one of {COMPONENTS}")
     wait_for(cluster.apiserver_ready, timeout=90, what="kube-apiserver /readyz after the restart")

@@ -254,7 +254,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     def up(self, *, spawn: Spawn, server: str, kubectl: Callable[..., subprocess.CompletedProcess[str]],
            timeout: float = 120) -> dict[str, int]:
         """Start containerd, import the images, start the kubelet and the binder; wait for Ready."""
-        bins = binaries.ensure(kubelet=True)
+        binaries.ensure(kubelet=True)
         for tool in ("containerd", "runc", "ctr"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool} is not installed (make apt installs it)")
@@ -284,11 +284,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             indent=2))
         (self.dir / "kubeconfig").write_text(json.dumps(self._kubeconfig(server), indent=2))
         (self.dir / "kubeconfig").chmod(0o600)
-        pids["kubelet"] = spawn("kubelet", [
-            str(bins.kubelet), f"--config={self.dir / 'kubelet.json'}",
-            f"--kubeconfig={self.dir / 'kubeconfig'}", f"--root-dir={self.root_dir}",
-            f"--hostname-override={NODE_NAME}",
-            f"--node-labels={','.join(f'{k}={v}' for k, v in LABELS.items())}", "--v=1"])
+        pids["kubelet"] = self.start_kubelet(spawn)
         pids["kubelet-binder"] = spawn("kubelet-binder", [
             sys.executable, "-m", "nassync_dev.kubelet_node", "bind",
             "--kubeconfig", str(self.cluster_dir / "kubeconfig")])
@@ -297,6 +293,21 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                               "jsonpath={.status.conditions[?(@.type=='Ready')].status}").stdout == "True",
               timeout=timeout, what=f"kubelet node {NODE_NAME} Ready (log: {self.logs / 'kubelet.log'})")
         return {**pids, **ports}
+
+    def start_kubelet(self, spawn: Spawn) -> int:
+        """Start the kubelet alone, with the configuration `up` wrote: after a kubelet restart it finds
+        containerd's running containers and adopts them (the restart fault of #12 item 4)."""
+        bins = binaries.ensure(kubelet=True)
+        pid = spawn("kubelet", [
+            str(bins.kubelet), f"--config={self.dir / 'kubelet.json'}",
+            f"--kubeconfig={self.dir / 'kubeconfig'}", f"--root-dir={self.root_dir}",
+            f"--hostname-override={NODE_NAME}",
+            f"--node-labels={','.join(f'{k}={v}' for k, v in LABELS.items())}", "--v=1"])
+        if OWNER_FILE.exists():  # an orphan clean-up must find the kubelet that runs now
+            owner = json.loads(OWNER_FILE.read_text() or "{}")
+            if owner.get("dir") == str(self.dir) and "named" in owner:
+                self._record_owner({**owner["named"], "kubelet": pid})
+        return pid
 
     def import_image(self, built: image.BuiltImage) -> None:
         """`ctr images import` of the OCI archive, unless containerd has that digest already."""

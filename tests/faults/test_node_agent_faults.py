@@ -7,19 +7,15 @@ locate (ContainerStatusUnknown, exit 137): the Job fails, the operator notices
 the lost pod and retries the step once; the run ends Cleaned with a
 byte-identical NAS copy.
 
-Extension point: the real kubelet node (nassync_dev/kubelet_node.py) keeps
-its containers across a kubelet restart; a variant of this test restarting the
-kubelet under a running push and expecting the *same* push Job to finish (no
-retry) needs a kubelet node of its own (the session's one is shared by every
-kubelet test, and there is one per machine): `faults.start_component` is the
-place for a "kubelet" component.
+The real kubelet keeps its containers across a restart: that variant (the
+same push Job finishes, no retry) is
+tests/node/test_faults_on_kubelet.py::test_kubelet_restarted_mid_push_the_same_push_job_finishes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from faultlib import RUN, deleted_locally_are_on_nas, files, movers_per_step, nas_holds, wait_mover_process, wait_phase
 
 from nassync_dev import faults
@@ -56,8 +52,3 @@ def test_node_agent_restarted_mid_push_the_lost_pod_is_noticed_and_the_push_retr
     assert nas_holds(nas_run, data)
     deleted_locally_are_on_nas(run, nas_run, data)
 
-
-@pytest.mark.skip(reason="needs a private kubelet node (one per machine, shared by the session): restart the "
-                         "kubelet mid-push and expect the same push Job to finish; see the module doc")
-def test_kubelet_restarted_mid_push() -> None:
-    raise AssertionError("kubelet node required")
