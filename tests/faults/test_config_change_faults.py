@@ -4,7 +4,8 @@
   Secret it started with, every later mover mounts the new one (the old key
   is refused by the NAS by then).
 - The SyncTarget is edited mid-push (bandwidth, retry): the running mover is
-  not restarted or duplicated; the next mover carries the new settings.
+  not restarted or duplicated; the next mover carries the new settings; an
+  Event SettingsChanged on the SyncTarget tells the admin so.
 - The SyncTarget is deleted mid-push: the push finishes, the SyncJob says
   TargetMissing, nothing new starts and no data is touched; re-created, the
   run continues to Cleaned.
@@ -94,6 +95,12 @@ def test_target_edited_mid_push_applies_to_the_next_mover_only(
         conditions = (ns.get("synctarget", "scope").get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c.get("observedGeneration") == generation for c in conditions)
     eventually(ready_observed, what="the SyncTarget's Ready condition to observe the edit")
+
+    def told() -> list[str]:
+        return [e["message"] for e in ns.get("events")["items"] if e["reason"] == "SettingsChanged"
+                and e["involvedObject"]["kind"] == "SyncTarget" and e["involvedObject"]["name"] == "scope"]
+    messages = " ".join(eventually(told, what="a SettingsChanged Event on the SyncTarget"))
+    assert "1 running mover keeps the settings it started with" in messages
 
     wait_phase(ns, "run-e", "Cleaned", timeout=240)
     assert [j["metadata"]["name"] for j in movers(ns, "push")] == [push_job], "the running push was not redone"

@@ -167,7 +167,9 @@ def test_a_run_holding_a_fifo_is_not_cleaned(nas: Nas, make_run: RunFactory, mov
     run = make_run({"raw/a.bin": b"a" * 1000, "top.bin": b"top"})
     os.mkfifo(run.dir / "raw" / "pipe")
     gated = mover(params_for(nas, run, "gate"))
-    assert ("special_file", "soft") in {(f["rule"], f["tier"]) for f in gated.result["gate"]["findings"]}
+    special = [f for f in gated.result["gate"]["findings"] if f["rule"] == "special_file"]
+    assert [f["tier"] for f in special] == ["soft"]
+    assert "will not be cleaned locally" in special[0]["message"], special
     digest = push_and_verify(mover, nas, run)
     refused = mover(params_for(nas, run, "cleanup", expectedManifestSha256=digest))
     assert refused.returncode == 1 and refused.kind == "HashMismatch", refused.explain()
@@ -175,6 +177,23 @@ def test_a_run_holding_a_fifo_is_not_cleaned(nas: Nas, make_run: RunFactory, mov
     assert data_files(run.dir) == {"raw/a.bin": b"a" * 1000, "top.bin": b"top"}
     assert (run.dir / "raw" / "pipe").is_fifo()
 
+
+
+def test_a_symlinked_local_manifest_refuses_cleanup_with_words(nas: Nas, make_run: RunFactory, mover: Mover) -> None:
+    """checksums.sha256 swapped for a symlink to an identical copy after verify: nassync reads only the file it
+    wrote (O_NOFOLLOW). The refusal says what is wrong and that nothing was deleted (it used to be Unknown)."""
+    run = make_run({"raw/a.bin": b"a" * 1000, "top.bin": b"top"})
+    digest = push_and_verify(mover, nas, run)
+    manifest = run.dir / CACHE / "checksums.sha256"
+    twin = run.dir.parent / "elsewhere.sha256"
+    twin.write_bytes(manifest.read_bytes())
+    manifest.unlink()
+    manifest.symlink_to(twin)
+    refused = mover(params_for(nas, run, "cleanup", expectedManifestSha256=digest))
+    assert refused.returncode == 1 and refused.kind == "HashMismatch", refused.explain()
+    assert "is a symlink" in refused.message and "nothing deleted" in refused.message, refused.message
+    assert data_files(run.dir) == {"raw/a.bin": b"a" * 1000, "top.bin": b"top"}
+    assert manifest.is_symlink()
 
 # --- item 7: a cleanup that stops part way ----------------------------------------------------------------
 

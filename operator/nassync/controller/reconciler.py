@@ -335,12 +335,12 @@ class Reconciler:
             old = SyncTargetStatus.model_validate(body.get("status") or {})
         except ValidationError:
             old = SyncTargetStatus()
-        new, event = target_status(old=old, readiness=readiness, target=target,
-                                   generation=body["metadata"].get("generation"),
-                                   active=active, queued=queued, now=self.clock())
+        new, events = target_status(old=old, readiness=readiness, target=target,
+                                    generation=body["metadata"].get("generation"),
+                                    active=active, queued=queued, now=self.clock())
         if new.to_api() == old.to_api():
             return
-        if event is not None:
+        for event in events:
             self.kube.emit_event({**body, "kind": "SyncTarget"}, type_=event.type, reason=event.reason,
                                  message=event.message)
         self.kube.patch_target_status(key.namespace, key.name, new.to_api())

@@ -3,7 +3,9 @@
 Pure: the reconciler computes the counts while deciding the target's SyncJobs
 and writes whatever this returns. The Ready condition follows the API
 conventions through core/conditions.py, so `lastTransitionTime` moves only
-when readiness flips, and an Event is due exactly then.
+when readiness flips, and an Event is due exactly then. An edit of the spec
+while movers run gets an Event of its own: a running mover keeps the settings
+it started with, which an admin who just changed the bandwidth would not guess.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ def target_status(
     active: int,
     queued: int,
     now: datetime,
-) -> tuple[SyncTargetStatus, EmitEvent | None]:
-    """The new status and, when readiness flipped (or is new), the Event to record."""
+) -> tuple[SyncTargetStatus, list[EmitEvent]]:
+    """The new status and the Events to record: readiness flipped (or is new); the spec edited under
+    running movers."""
     status_text: cond.ConditionStatus = "True" if readiness.ready else "False"
     previous = old.condition(READY)
     conditions = cond.set_condition(
@@ -43,8 +46,16 @@ def target_status(
     if target is not None:
         new = new.model_copy(update={"source": target.spec.source_summary(),
                                      "destination_type": target.spec.destination.type})
-    event = None
+    events = []
     if previous is None or previous.status != status_text:
-        event = EmitEvent(type="Normal" if readiness.ready else "Warning", reason=readiness.reason,
-                          message=readiness.message)
-    return new, event
+        events.append(EmitEvent(type="Normal" if readiness.ready else "Warning", reason=readiness.reason,
+                                message=readiness.message))
+    edited = old.observed_generation is not None and generation is not None and generation > old.observed_generation
+    if edited and old.active_movers:
+        running = "1 running mover keeps the settings it" if old.active_movers == 1 else \
+            f"{old.active_movers} running movers keep the settings they"
+        events.append(EmitEvent(
+            type="Normal", reason="SettingsChanged",
+            message=f"spec changed (generation {generation}): the {running} started with; the next mover of "
+                    "each SyncJob uses the new ones"))
+    return new, events

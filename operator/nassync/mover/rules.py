@@ -249,7 +249,9 @@ def _visit(scan: Scan, dir_fd: int, entry: os.DirEntry[str], relpath: str, run_r
     elif stat.S_ISREG(info.st_mode):
         scan.regular_files += 1
     elif not stat.S_ISDIR(info.st_mode):
-        scan.hits.append(Hit(rule.SPECIAL_FILE, "soft", shown, "not a regular file: not copied, left in place"))
+        scan.hits.append(Hit(rule.SPECIAL_FILE, "soft", shown,
+                             "not a regular file (FIFO, socket or device): not copied; the run will not be "
+                             "cleaned locally while it is there"))
     return stat.S_ISDIR(info.st_mode)
 
 

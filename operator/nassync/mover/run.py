@@ -176,6 +176,14 @@ def load_manifest(run: OpenRun) -> tuple[dict[str, str], ManifestSummary]:
         ) from exc
     except fsio.NotARealDirectory as exc:
         raise fail(ErrorKind.CONFIG, f"the run's cache dir {exc.strerror}") from exc
+    except PermissionError as exc:
+        raise fail(ErrorKind.PERMISSION, f"checksums.sha256 cannot be read: {exc.strerror}") from exc
+    except OSError as exc:
+        # ELOOP: a symlink where nassync wrote a file. Whatever it points at is not the manifest
+        # recorded at push, and following it could prove another run's files.
+        what = "is a symlink, not the file nassync wrote" if exc.errno == errno.ELOOP else f"cannot be read: {exc}"
+        raise fail(ErrorKind.HASH_MISMATCH, f"checksums.sha256 in the run's cache dir {what}; the run must be "
+                                            "pushed again") from exc
     except ValueError as exc:
         raise fail(ErrorKind.HASH_MISMATCH, f"checksums.sha256 is unreadable: {exc}") from exc
     return manifest, check_manifest_digest(manifest, run.params)
