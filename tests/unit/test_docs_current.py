@@ -11,6 +11,7 @@ troubleshooting.md fails here.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from nassync_dev import crdref
+from nassync_dev.binaries import REPO
 
 
 def test_reference_md_is_current() -> None:
@@ -162,3 +164,12 @@ def test_architecture_md_names_every_module() -> None:
         if name not in text:
             missing.append(str(path.relative_to(root)))
     assert not missing, f"docs/architecture.md does not describe {missing}"
+
+
+def test_no_file_holds_merge_conflict_markers() -> None:
+    """A conflicted merge once reached docs/development.md; no tracked file may carry its markers."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    marker = re.compile(rb"^(<{7} |>{7} |={7}$)", re.M)
+    conflicted = [name for name in tracked.decode().split("\0")
+                  if name and (REPO / name).is_file() and marker.search((REPO / name).read_bytes())]
+    assert conflicted == []
