@@ -89,16 +89,26 @@ def s3_replica(ns: Kubectl, s3: RcloneS3Nas, *, name: str, path: str, **fields: 
         **fields}
 
 
-def rsync_target(ns: Kubectl, nas: SshNas, *, name: str, source: Path, nas_path: str,
-                 spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    ns.apply(_secret(f"{name}-ssh", {
+def rsync_destination(ns: Kubectl, nas: SshNas, *, secret: str, nas_path: str) -> dict[str, Any]:
+    """An rsync destination block on the loopback sshd, its Secret (key, known_hosts) applied."""
+    ns.apply(_secret(secret, {
         "ssh-privatekey": nas.client_key.private_path.read_bytes(),
         "known_hosts": nas.known_hosts.read_bytes()}))
-    body = target_body(name, source, {"rsync": {
-        "host": "127.0.0.1", "port": nas.port, "user": nas.user,
-        "path": str(nas.root / nas_path.strip("/")), "sshSecretRef": {"name": f"{name}-ssh"}}}, spec)
+    return {"rsync": {"host": "127.0.0.1", "port": nas.port, "user": nas.user,
+                      "path": str(nas.root / nas_path.strip("/")), "sshSecretRef": {"name": secret}}}
+
+
+def rsync_target(ns: Kubectl, nas: SshNas, *, name: str, source: Path, nas_path: str,
+                 spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = target_body(name, source, rsync_destination(ns, nas, secret=f"{name}-ssh", nas_path=nas_path), spec)
     ns.apply(body)
     return body
+
+
+def rsync_replica(ns: Kubectl, nas: SshNas, *, name: str, nas_path: str, **fields: Any) -> dict[str, Any]:
+    """A spec.replicas[] entry on the loopback sshd (rsync over ssh), its Secret applied."""
+    return {"name": name, "destination": rsync_destination(ns, nas, secret=f"replica-{name}", nas_path=nas_path),
+            **fields}
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

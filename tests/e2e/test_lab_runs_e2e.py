@@ -22,8 +22,15 @@ import pytest
 from tests.e2e.support import events, tree, wait_phase
 
 from nassync_dev.labapp import creation_document, own_tree, read_creation, write_creation
-from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.nas import RcloneS3Nas, RcloneSftpNas, SshNas
+from nassync_dev.scenario import (
+    OperatorProcess,
+    rclone_target,
+    rsync_replica,
+    s3_replica,
+    syncjob,
+    write_run,
+)
 from nassync_dev.testing import Kubectl, eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.nas]
@@ -91,6 +98,42 @@ def test_a_private_run_of_uid_1000_fails_at_once_then_cleans_as_its_owner(
     assert {k: v for k, v in document.items() if k != "sync_status"} == creation_document(RUN)
     assert read_creation(nas_run)["sync_status"] == "synced"
 
+
+def test_a_private_run_of_uid_1000_reaches_every_copy_as_its_owner(
+        ns: Kubectl, operator: OperatorProcess, sftp_nas: RcloneSftpNas, ssh_nas: SshNas, tmp_path: Path) -> None:
+    """The lab's run and the replicas together: every mover of the run (the S3 and rsync replicas' push and
+    verify, and the cleanup that proves each replica before deleting) runs as the run's owner, reads its 0600
+    files and its Secrets (an rclone config, an ssh key), and leaves creation.json the lab app's."""
+    source = tmp_path / "acq"
+    run = _lab_run(source)
+    with RcloneS3Nas(workdir=tmp_path / "s3") as s3:
+        spec = {"mover": {"runAsRunOwner": {"minUID": 1000, "maxUID": 1999}},
+                "replicas": [s3_replica(ns, s3, name="offsite", path="runs"),
+                             rsync_replica(ns, ssh_nas, name="tape", nas_path=f"{ns.namespace}/tape")]}
+        rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=f"{ns.namespace}/runs", spec=spec)
+        ns.apply(syncjob("lab-copies", "scope", RUN))
+        done = wait_phase(ns, "lab-copies", "Cleaned", timeout=240)
+        on_s3 = tree(s3.object_path("runs") / RUN)
+    status = done["status"]
+    assert status["copies"] == "3/3"
+    assert [(d["name"], d["state"]) for d in status["destinations"]] == [
+        ("primary", "Verified"), ("offsite", "Verified"), ("tape", "Verified")]
+    for replica in ("offsite", "tape"):
+        steps = {m["metadata"]["labels"]["nassync.dev/step"] for m in _movers(ns)
+                 if m["metadata"]["labels"].get("nassync.dev/replica") == replica}
+        assert steps >= {"push", "verify"}, (replica, steps)
+    users = {(m["spec"]["template"]["spec"]["securityContext"]["runAsUser"],
+              m["spec"]["template"]["spec"]["securityContext"].get("runAsGroup")) for m in _movers(ns)
+             if m["metadata"]["labels"]["nassync.dev/step"] != "gate"}
+    assert users == {(LAB_UID, LAB_UID)}
+    on_nas = tree(sftp_nas.root / ns.namespace / "runs" / RUN)
+    on_tape = tree(ssh_nas.root / ns.namespace / "tape" / RUN)
+    for rel, data in FILES.items():
+        assert on_nas[rel] == data and on_s3[rel] == data and on_tape[rel] == data, rel
+        assert not (run / rel).exists()
+    info = (run / ".exlab-wizard" / "creation.json").stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (LAB_UID, LAB_UID, 0o600)
+    assert read_creation(run)["sync_status"] == "cleaned"
 
 def test_an_emptied_run_dir_that_cannot_be_removed_is_cleaned_and_never_pushed_again(
         ns: Kubectl, operator: OperatorProcess, sftp_nas: RcloneSftpNas, tmp_path: Path) -> None:

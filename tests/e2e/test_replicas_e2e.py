@@ -17,8 +17,16 @@ from typing import Any
 import pytest
 from tests.e2e.support import events, tree, wait_phase
 
-from nassync_dev.nas import RcloneS3Nas, RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, s3_replica, sftp_replica, syncjob, write_run
+from nassync_dev.nas import RcloneS3Nas, RcloneSftpNas, SshNas
+from nassync_dev.scenario import (
+    OperatorProcess,
+    rclone_target,
+    rsync_replica,
+    s3_replica,
+    sftp_replica,
+    syncjob,
+    write_run,
+)
 from nassync_dev.testing import Kubectl, eventually
 
 pytestmark = [pytest.mark.cluster]
@@ -127,11 +135,22 @@ def test_with_the_s3_replica_down_the_run_stays_verified_and_uncleaned_then_comp
     assert not any((run / rel).exists() for rel in FILES)
 
 
+@pytest.mark.parametrize("kind", ["s3", "rsync"])
 def test_a_replica_corrupted_after_its_verify_blocks_the_cleanup_until_it_is_repaired(
-        ns: Kubectl, operator: OperatorProcess, sftp_nas: RcloneSftpNas, s3: RcloneS3Nas, tmp_path: Path) -> None:
+        kind: str, ns: Kubectl, operator: OperatorProcess, sftp_nas: RcloneSftpNas, request: pytest.FixtureRequest,
+        tmp_path: Path) -> None:
+    """Same size and the old mtime restored: only a hash sees it, and the repair must compare content (rsync
+    would otherwise skip the file as unchanged and the replica would never heal)."""
     source = tmp_path / "acq"
     run = write_run(source, RUN, FILES)
-    replicas = [s3_replica(ns, s3, name="offsite", path="runs")]
+    if kind == "s3":
+        s3: RcloneS3Nas = request.getfixturevalue("s3")
+        replicas = [s3_replica(ns, s3, name="offsite", path="runs")]
+        replica_run = s3.object_path("runs") / RUN
+    else:
+        ssh_nas: SshNas = request.getfixturevalue("ssh_nas")
+        replicas = [rsync_replica(ns, ssh_nas, name="offsite", nas_path=f"{ns.namespace}/offsite")]
+        replica_run = ssh_nas.root / ns.namespace / "offsite" / RUN
     # Cleanup waits 20 s after the last copy's verify: the window in which the copy rots.
     rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=f"{ns.namespace}/runs",
                   spec={"replicas": replicas, "cleanup": {"minAgeAfterVerify": "20s"}})
@@ -142,22 +161,23 @@ def test_a_replica_corrupted_after_its_verify_blocks_the_cleanup_until_it_is_rep
         entries = (obj.get("status") or {}).get("destinations") or []
         return any(d["name"] == "offsite" and d["state"] == "Verified" for d in entries)
 
-    eventually(replica_verified, timeout=240, what="the S3 replica verified")
-    victim = s3.object_path("runs") / RUN / "raw/frame_0001.tif"
+    eventually(replica_verified, timeout=240, what="the replica verified")
+    victim = replica_run / "raw/frame_0001.tif"
+    before = victim.stat()
     data = bytearray(victim.read_bytes())
     data[1234] ^= 0x40  # same size: only a hash sees it
     victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
 
     def mismatch_seen() -> bool:
         return "ReplicaMismatch" in [e["reason"] for e in events(ns, "rot")]
 
-    eventually(mismatch_seen, timeout=120, what="the cleanup pod refusing over the corrupt replica")
-    assert all((run / rel).read_bytes() == content for rel, content in FILES.items()), \
-        "the cleanup pod deleted nothing"
+    eventually(mismatch_seen, timeout=120, what="the replica's mismatch seen (re-verify or the cleanup pod)")
+    assert all((run / rel).read_bytes() == content for rel, content in FILES.items()), "nothing was deleted"
     refused = [e["message"] for e in events(ns, "rot") if e["reason"] == "ReplicaMismatch"]
     assert "replica offsite" in refused[0] and "raw/frame_0001.tif" in refused[0]
 
     done = wait_phase(ns, "rot", "Cleaned", timeout=240)
-    assert _digests(s3.object_path("runs") / RUN) == EXPECTED, "the replica was repaired before anything went"
+    assert _digests(replica_run) == EXPECTED, "the replica was repaired before anything went"
     assert _entry(done, "offsite")["state"] == "Verified"
     assert not any((run / rel).exists() for rel in FILES)

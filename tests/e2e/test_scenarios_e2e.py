@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from tests.e2e.support import events, tree, wait_phase
 
-from nassync_dev.nas import RcloneSftpNas, make_keypair
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.nas import RcloneSftpNas, SshNas, make_keypair
+from nassync_dev.scenario import OperatorProcess, rclone_target, rsync_target, syncjob, write_run
 from nassync_dev.testing import Kubectl, eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.nas]
@@ -173,6 +173,37 @@ def test_nas_copy_corrupted_after_verify_makes_cleanup_refuse(
     wait_phase(ns, "run-c", "Cleaned", timeout=180)
     assert _sha(victim.read_bytes()) == _sha(files["raw/frame_0001.tif"])
 
+
+
+def test_rsync_nas_copy_corrupted_with_its_size_and_mtime_kept_is_repaired_before_cleanup(
+        ns: Kubectl, operator: OperatorProcess, ssh_nas: SshNas, tmp_path: Path) -> None:
+    """rsync's quick check (size + mtime) cannot see this rot: the push that follows the mismatch must compare
+    content, or the copy never heals and the run ends Failed after the second mismatch."""
+    source = tmp_path / "acq"
+    files = _files(3, 50_000)
+    run = write_run(source, RUN, files)
+    nas_path = f"{ns.namespace}/runs"
+    rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=nas_path,
+                 spec={"cleanup": {"minVerifyPasses": 1, "minAgeAfterVerify": "15s", "reverifyInterval": "1h"}})
+    ns.apply(syncjob("run-r", "scope", RUN))
+    wait_phase(ns, "run-r", "Verified")
+    victim = ssh_nas.root / nas_path / RUN / "raw/frame_0001.tif"
+    before = victim.stat()
+    rotten = bytearray(victim.read_bytes())
+    rotten[777] ^= 0x01
+    victim.write_bytes(bytes(rotten))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    eventually(lambda: "VerifyMismatch" in [e["reason"] for e in events(ns, "run-r")], timeout=90,
+               what="cleanup's final verify to report the mismatch")
+    assert _local_intact(run, files)
+    wait_phase(ns, "run-r", "Cleaned", timeout=180)
+    assert _sha(victim.read_bytes()) == _sha(files["raw/frame_0001.tif"])
+    pushes = _movers(ns, "push")
+    last = max(pushes, key=lambda j: int(j["metadata"]["name"].rsplit("-", 1)[1]))
+    repush = json.loads(next(e["value"] for e in last["spec"]["template"]["spec"]["containers"][0]["env"]
+                             if e["name"] == "NASSYNC_PARAMS"))
+    assert len(pushes) == 2 and repush["compareContent"] is True
 
 def test_operator_killed_during_push_resumes_with_one_push_job(
         ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ order, and that it asks the core rather than deciding on its own.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -244,3 +245,43 @@ def test_a_replica_needs_its_secret_and_gets_movers_of_its_own(kube: FakeKube) -
     status = kube.status("run-1")
     assert status["copies"] == "2/2" and status["destinations"][1]["state"] == "Verified"
     assert "ReplicaVerified" in kube.reasons("run-1")
+
+
+def _params(kube: FakeKube, job: str) -> dict[str, Any]:
+    env = kube.jobs[("lab", job)]["spec"]["template"]["spec"]["containers"][0]["env"]
+    return dict(json.loads(next(e["value"] for e in env if e["name"] == "NASSYNC_PARAMS")))
+
+
+def test_a_mover_started_in_the_round_that_judged_the_last_one_carries_what_it_learned(kube: FakeKube) -> None:
+    """The verify that follows a push in the same round checks the manifest that push recorded; a replica
+    pushed again in the round its cleanup refusal was judged compares content (rsync's quick check would
+    otherwise skip a corrupted copy whose size and mtime match, and the copy would never heal)."""
+    kube.targets[("lab", "scope")] = _target(replicas=[{"name": "offsite", "destination": {"rclone": {
+        "remote": "s3", "path": "bucket", "configSecretRef": {"name": "s3-rclone"}}}}],
+        cleanup={"enabled": True, "minVerifyPasses": 1, "minAgeAfterVerify": "0s"})
+    kube.secrets[("lab", "s3-rclone")] = frozenset({"rclone.conf"})
+    kube.add(_syncjob("run-1"))
+    loop = _reconciler(kube)
+    loop.reconcile(KEY)
+    kube.finish("run-1-gate-1", _ok("gate", gate={"quiet": True}))
+    loop.reconcile(KEY)
+    kube.finish("run-1-push-2", _ok("push", manifest=MANIFEST))
+    loop.reconcile(KEY)
+    assert _params(kube, "run-1-verify-3")["expectedManifestSha256"] == MANIFEST["sha256"]
+    kube.finish("run-1-verify-3", _ok("verify", verify={"method": "RemoteHash"}))
+    loop.reconcile(KEY)
+    kube.finish("run-1-push-4-offsite", _ok("push", manifest=MANIFEST))
+    loop.reconcile(KEY)
+    kube.finish("run-1-verify-5-offsite", _ok("verify", verify={"method": "Download", "replica": "offsite"}))
+    loop.reconcile(KEY)
+    assert ("lab", "run-1-cleanup-6") in kube.jobs
+    refused = MoverResult.model_validate({
+        "step": "cleanup", "ok": False,
+        "error": {"kind": "HashMismatch", "message": "replica offsite: 1 file(s) differ; nothing deleted"},
+        "verify": {"method": "Download", "replica": "offsite", "differing": 1}})
+    kube.finish("run-1-cleanup-6", refused)
+    loop.reconcile(KEY)
+    assert "ReplicaMismatch" in kube.reasons("run-1")
+    repush = [name for (_ns, name) in kube.jobs if name.startswith("run-1-push-") and name.endswith("-offsite")]
+    assert repush[-1] != "run-1-push-4-offsite", repush
+    assert _params(kube, repush[-1])["compareContent"] is True

@@ -275,10 +275,14 @@ class Reconciler:
                  decision: Decision) -> tuple[int, float | None]:
         """Create the movers, write the status, record the Events; in that order (core/actions.py)."""
         created = 0
+        # A mover is built from the status decided in this round, not the one read: a verify started
+        # in the round that judged its push must expect that push's manifest, and a copy pushed again
+        # in the round that judged its mismatch must compare content.
+        decided = job.model_copy(update={"status": decision.status})
         for action in decision.actions:
             if isinstance(action, CreateMoverJob):
                 assert target is not None  # decide() never starts a mover without a target
-                manifest = build_mover_job(job=job, target=target, step=action.step, name=action.name,
+                manifest = build_mover_job(job=decided, target=target, step=action.step, name=action.name,
                                            n=action.attempt, default_image=self.default_image,
                                            replica=action.replica)
                 manifest["metadata"]["annotations"][TARGET_ANNOTATION] = target.name
