@@ -111,3 +111,26 @@ def _scrape(operator: OperatorProcess) -> dict[tuple[str, tuple[tuple[str, str],
         for sample in family.samples:
             out[(sample.name, _key(dict(sample.labels)))] = sample.value
     return out
+
+
+@pytest.mark.parametrize("transport", ["rclone", "rsync"])
+def test_a_run_path_and_nas_path_with_spaces_and_umlauts_reach_cleaned(
+        transport: str, ns: Kubectl, operator: OperatorProcess, sftp_nas: RcloneSftpNas, ssh_nas: SshNas,
+        tmp_path: Path) -> None:
+    """Project folders are named by people: spaces, umlauts, parentheses, a quote. Every step (the copy tool's
+    remote path, the remote hashing over ssh, the cleanup's proof) must carry them exactly."""
+    source = tmp_path / "acq"
+    run_path = "Projekt Müller (2026)/Runs/Run_2026-12-02T10-00 it's"
+    run = write_run(source, run_path, RUN_FILES)
+    nas_dir = f"{ns.namespace} lab nas/ärchiv"
+    if transport == "rclone":
+        rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=nas_dir)
+        nas_root = sftp_nas.root / nas_dir
+    else:
+        rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=nas_dir)
+        nas_root = ssh_nas.root / nas_dir
+    ns.apply(syncjob("odd-names", "scope", run_path))
+    done = wait_phase(ns, "odd-names", "Cleaned", timeout=240)
+    assert done["status"]["verifyPasses"] >= 1
+    _assert_nas_copy(nas_root / run_path, RUN_FILES)
+    assert not any((run / rel).exists() for rel in RUN_FILES)
