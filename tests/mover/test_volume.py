@@ -7,14 +7,20 @@ real mover CLI and the real rsync.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from moverlib import MoverRun, RunFactory, params_for, sha256_tree
+from moverlib import MOVER, MoverRun, Run, RunFactory, params_for, sha256_tree
 
-from nassync.api.mover_io import MoverParams, RcloneDestination, VolumeDestination
+from nassync.api.mover_io import PARAMS_ENV, RESULT_PATH_ENV, MoverParams, RcloneDestination, VolumeDestination
+from nassync_dev.labapp import own_tree
 from nassync_dev.nas import RcloneSftpNas
 
 Runner = Callable[[MoverParams], MoverRun]
@@ -108,3 +114,37 @@ def test_an_alias_of_a_real_remote_is_not_refused(
     destination = RcloneDestination(remote="nas", path="/nas", configFile=str(config))
     pushed = run_mover(params_for(rclone_nas, run, "push", destination=destination))
     assert pushed.returncode == 0, pushed.result_text + pushed.stderr
+
+
+def test_a_volume_the_movers_uid_may_not_write_is_a_permission_error_that_says_what_to_fix(
+        rclone_nas: RcloneSftpNas) -> None:
+    """A PV whose root belongs to root (0755) and a mover running as the instrument's uid: the push fails at once
+    as Permission naming the fix (fsGroup, the export's squash), not as an Unknown "error in file IO" retried
+    forever. Directories outside pytest's private base dir, so uid 4242 can reach them."""
+    base = Path(tempfile.mkdtemp(prefix="nassync-volume-uid-"))
+    try:
+        base.chmod(0o755)
+        run = Run(source_root=base / "source", run_path="PROJ/Runs/Run_perm")
+        run.dir.mkdir(parents=True)
+        for relpath, data in FILES.items():
+            run.write(relpath, data)
+        own_tree(run.source_root, 4242, 4242, file_mode=0o644, dir_mode=0o755)
+        share = base / "nfs-share"
+        share.mkdir(mode=0o755)  # root's, as an NFS export with root_squash off would show it
+        results = base / "results"
+        results.mkdir(mode=0o777)
+        results.chmod(0o777)
+        params = params_for(rclone_nas, run, "push", destination=_volume(share))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NSS_WRAPPER", "LD_PRELOAD"))}
+        env.update({PARAMS_ENV: params.model_dump_json(by_alias=True),
+                    RESULT_PATH_ENV: str(results / "result.json"), "HOME": "/tmp"})
+        proc = subprocess.run(["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", MOVER, "push"],
+                              env=env, capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
+        result = json.loads((results / "result.json").read_text())
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert result["error"]["kind"] == "Permission", result
+        assert "fsGroup" in result["error"]["message"] and "Permission denied" in result["error"]["message"]
+        assert list(share.iterdir()) == [], "nothing was written on the volume"
+        assert sha256_tree(run.dir) == {rel: hashlib.sha256(d).hexdigest() for rel, d in FILES.items()}
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -306,3 +306,29 @@ def test_a_full_nas_is_no_space_and_retried() -> None:
     outcome = failure_outcome(kind=ErrorKind.NO_SPACE, attempts=0, max_attempts=5, schedule=[30],
                               mismatch_since_success=False)
     assert outcome.verdict is Verdict.RETRY and outcome.delay_seconds == 30
+
+
+@pytest.mark.parametrize("line", [
+    'rsync: [Receiver] mkdir "/var/run/nassync/destination/runs/P/Runs/R1/" failed: Permission denied (13)',
+    'rsync: [generator] recv_generator: mkdir "/nas/runs/P/raw" failed: Permission denied (13)',
+    "Failed to copy: mkdir /runs/P: sftp: \"permission denied\" (SSH_FX_PERMISSION_DENIED)",
+    'rsync: [Receiver] mkstemp "/mnt/nas/runs/.a.tif.XYZ" failed: Read-only file system (30)',
+])
+def test_a_destination_the_mover_may_not_write_is_permission_and_says_what_to_fix(line: str) -> None:
+    info = RSYNC.classify(returncode=11, messages=[line, "rsync error: error in file IO (code 11) at main.c(808)"])
+    assert info.kind == ErrorKind.PERMISSION
+    assert "refuses to let the mover write" in info.message and "fsGroup" in info.message
+    assert "denied" in info.message.lower() or "Read-only" in info.message, "the tool's own line is quoted"
+
+
+def test_a_run_file_the_mover_may_not_read_is_permission_on_the_run_side() -> None:
+    for line in ('rsync: [sender] send_files failed to open "/data/run/x": Permission denied (13)',
+                 "ERROR : raw/x.tif: Failed to copy: failed to open source object: open /src/raw/x.tif: "
+                 "permission denied"):
+        info = RSYNC.classify(returncode=23, messages=[line])
+        assert info.kind == ErrorKind.PERMISSION and "read a file of the run" in info.message, info
+
+
+def test_a_refused_ssh_key_stays_auth_not_permission() -> None:
+    info = RSYNC.classify(returncode=255, messages=["sync@nas: Permission denied (publickey,password)."])
+    assert info.kind == ErrorKind.AUTH

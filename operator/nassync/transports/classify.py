@@ -157,6 +157,22 @@ SHARED_RULES: tuple[Rule, ...] = (
         "the NAS is full (no space left on device); free space there or raise its quota, "
         "the push is retried with backoff: {detail}",
     ),
+    # After the AUTH rules: ssh's "Permission denied (publickey)" is a refused key, not a mode.
+    rule(
+        ErrorKind.PERMISSION,
+        r"\[sender\].*(?:Permission denied \(13\)|Operation not permitted \(1\))|"
+        r"source object.*permission denied",
+        "the mover's uid may not read a file of the run (its owner or mode changed after the gate checked it): "
+        "{detail}",
+    ),
+    rule(
+        ErrorKind.PERMISSION,
+        r"Permission denied \(13\)|Operation not permitted \(1\)|SSH_FX_PERMISSION_DENIED|: permission denied\b|"
+        r"Read-only file system \(30\)|read-only file system",
+        "the destination refuses to let the mover write there: give the NAS directory (or the mounted volume's "
+        "root) to the user the copy runs as — for a volume the mover's uid/gid (fsGroup, the NFS export's "
+        "squash settings), for ssh/sftp the NAS account — or mount it read-write: {detail}",
+    ),
     rule(
         ErrorKind.NETWORK,
         r"connection refused|no route to host|network is unreachable|"
