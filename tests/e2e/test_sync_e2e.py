@@ -45,6 +45,16 @@ def _assert_nas_copy(nas_run: Path, files: dict[str, bytes]) -> None:
         assert f"{_sha(data)}  {rel}\n" in manifest
 
 
+def _target(transport: str, ns: Kubectl, sftp_nas: RcloneSftpNas, ssh_nas: SshNas, *, source: Path,
+            nas_dir: str) -> Path:
+    """The SyncTarget `scope` on the transport's loopback NAS; the NAS directory it writes below."""
+    if transport == "rclone":
+        rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=nas_dir)
+        return sftp_nas.root / nas_dir
+    rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=nas_dir)
+    return ssh_nas.root / nas_dir
+
+
 @pytest.mark.parametrize("transport", ["rclone", "rsync"])
 def test_run_goes_all_the_way_to_cleaned(transport: str, ns: Kubectl, operator: OperatorProcess,
                                          sftp_nas: RcloneSftpNas, ssh_nas: SshNas, tmp_path: Path) -> None:
@@ -52,14 +62,9 @@ def test_run_goes_all_the_way_to_cleaned(transport: str, ns: Kubectl, operator: 
     run_path = "PROJ-0001/Runs/Run_2026-11-28T10-15"
     run = write_run(source, run_path, RUN_FILES)
     nas_dir = f"{ns.namespace}-{transport}"
-    if transport == "rclone":
-        rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=nas_dir)
-        nas_root = sftp_nas.root / nas_dir
-        remote = f"/{nas_dir}/{run_path}"  # the sftp server's root is sftp_nas.root
-    else:
-        rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=nas_dir)
-        nas_root = ssh_nas.root / nas_dir
-        remote = str(nas_root / run_path)
+    nas_root = _target(transport, ns, sftp_nas, ssh_nas, source=source, nas_dir=nas_dir)
+    # rclone's sftp server serves sftp_nas.root as "/"; rsync names the real path.
+    remote = f"/{nas_dir}/{run_path}" if transport == "rclone" else str(nas_root / run_path)
     ns.apply(syncjob("run-1", "scope", run_path))
 
     done = wait_phase(ns, "run-1", "Cleaned", timeout=180)
@@ -122,13 +127,7 @@ def test_a_run_path_and_nas_path_with_spaces_and_umlauts_reach_cleaned(
     source = tmp_path / "acq"
     run_path = "Projekt Müller (2026)/Runs/Run_2026-12-02T10-00 it's"
     run = write_run(source, run_path, RUN_FILES)
-    nas_dir = f"{ns.namespace} lab nas/ärchiv"
-    if transport == "rclone":
-        rclone_target(ns, sftp_nas, name="scope", source=source, nas_path=nas_dir)
-        nas_root = sftp_nas.root / nas_dir
-    else:
-        rsync_target(ns, ssh_nas, name="scope", source=source, nas_path=nas_dir)
-        nas_root = ssh_nas.root / nas_dir
+    nas_root = _target(transport, ns, sftp_nas, ssh_nas, source=source, nas_dir=f"{ns.namespace} lab nas/ärchiv")
     ns.apply(syncjob("odd-names", "scope", run_path))
     done = wait_phase(ns, "odd-names", "Cleaned", timeout=240)
     assert done["status"]["verifyPasses"] >= 1
