@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from nassync_dev.binaries import REPO
 from nassync_dev.cluster import LocalCluster
 from nassync_dev.nas import RcloneSftpNas, SshNas
-from nassync_dev.scenario import OperatorProcess
+from nassync_dev.scenario import OperatorProcess, install_crds
 from nassync_dev.testing import Kubectl
 
 
@@ -67,10 +66,7 @@ def ns(cluster: Kubectl) -> Iterator[Kubectl]:
 @pytest.fixture(scope="session")
 def crds(cluster: Kubectl) -> Kubectl:
     """The cluster with nassync's CRDs installed and established."""
-    cluster("apply", "-f", str(REPO / "crds"))
-    for crd in ("syncjobs.nassync.dev", "synctargets.nassync.dev"):
-        cluster("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    return cluster
+    return install_crds(cluster)
 
 
 @pytest.fixture(scope="session")
@@ -91,9 +87,5 @@ def ssh_nas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshNas]:
 def operator(crds: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The operator as a host process, one per session (e2e and kubelet-node tests share it:
     two operators would reconcile the same SyncJobs)."""
-    proc = OperatorProcess(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
-    proc.start()
-    try:
+    with OperatorProcess(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log") as proc:
         yield proc
-    finally:
-        proc.stop()

@@ -21,7 +21,7 @@ import yaml
 from nassync_dev.binaries import REPO
 from nassync_dev.cluster import LocalCluster
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, write_run
+from nassync_dev.scenario import OperatorProcess, install_crds, rclone_target, write_run
 from nassync_dev.testing import Kubectl
 
 DEMO = REPO / ".cache" / "demo"
@@ -52,10 +52,7 @@ def main() -> int:
     started = time.monotonic()
     cluster.up()
     _say(f"   ready in {time.monotonic() - started:.1f}s at {cluster.server}")
-    kubectl = Kubectl(cluster.kubeconfig)
-    kubectl("apply", "-f", str(REPO / "crds"))
-    for crd in ("syncjobs.nassync.dev", "synctargets.nassync.dev"):
-        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    kubectl = install_crds(Kubectl(cluster.kubeconfig))
     if not kubectl.exists("namespace", NAMESPACE):
         kubectl("create", "namespace", NAMESPACE)
     ns = kubectl.in_namespace(NAMESPACE)

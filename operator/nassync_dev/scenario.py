@@ -8,21 +8,92 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
+from nassync.api.mover_io import MoverParams
+from nassync_dev.binaries import REPO
 from nassync_dev.cluster import free_port
 from nassync_dev.nas import RcloneS3Nas, RcloneSftpNas, SshNas
 from nassync_dev.testing import Kubectl, eventually
 
 MOVER_UID = 65532  # the image's user; `make deps` gives the host the same passwd entry
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory below a source root, for tests that drive the mover CLI directly."""
+
+    source_root: Path
+    run_path: str
+
+    @property
+    def dir(self) -> Path:
+        return self.source_root / self.run_path
+
+    def write(self, relpath: str, data: bytes) -> Path:
+        path = self.dir / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+
+LAB_CACHE_DIR = ".exlab-wizard"  # the lab app's cache dir name (creation.json, the manifest)
+
+
+class _Nas(Protocol):
+    def destination(self, *, path: str) -> Any: ...
+
+
+def params_for(nas: _Nas, run: Run, step: str, *, owner: str = "lab/job-a/uid-a", **extra: Any) -> MoverParams:
+    """The parameters of one mover step for `run` on `nas` (its `destination(path="/nas")` unless given)."""
+    destination = extra.pop("destination", None) or nas.destination(path="/nas")
+    return MoverParams.model_validate({
+        "step": step,
+        "sourceRoot": str(run.source_root),
+        "runPath": run.run_path,
+        "cacheDirName": LAB_CACHE_DIR,
+        "destination": destination.model_dump(by_alias=True),
+        "owner": owner,
+        **extra,
+    })
+
+
+@contextmanager
+def reachable_tmpdir(prefix: str) -> Iterator[Path]:
+    """A temporary directory (0755) that a mover running as another uid can reach.
+
+    pytest keeps /tmp/pytest-of-<user> private (0700), and every pytest session
+    that starts (another xdist worker, a second run on the machine) makes it so
+    again, so a path below it can turn unreachable for a non-root mover in the
+    middle of a test.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def install_crds(cluster: Kubectl) -> Kubectl:
+    """nassync's CRDs applied and established."""
+    cluster("apply", "-f", str(REPO / "crds"))
+    for crd in ("syncjobs.nassync.dev", "synctargets.nassync.dev"):
+        cluster("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    return cluster
 
 
 def write_run(root: Path, run_path: str, files: dict[str, bytes], *, age: float = 3600) -> Path:
@@ -170,6 +241,13 @@ class OperatorProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc = None
+
+    def __enter__(self) -> OperatorProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from nassync_dev.binaries import REPO
 from nassync_dev.cluster import LocalCluster
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess
+from nassync_dev.scenario import OperatorProcess, install_crds
 from nassync_dev.testing import Kubectl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.nas, pytest.mark.faults]
@@ -43,20 +42,13 @@ def cluster(local_cluster: LocalCluster) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def crds(cluster: Kubectl) -> Kubectl:
-    cluster("apply", "-f", str(REPO / "crds"))
-    for crd in ("syncjobs.nassync.dev", "synctargets.nassync.dev"):
-        cluster("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    return cluster
+    return install_crds(cluster)
 
 
 @pytest.fixture(scope="module")
 def operator(crds: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
-    proc.start()
-    try:
+    with OperatorProcess(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nassync_dev import faults
-from nassync_dev.scenario import OperatorProcess
+from nassync_dev.nas import RcloneSftpNas
+from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
 from nassync_dev.testing import Kubectl, eventually
 
 RUN = "PROJ-0012/Runs/Run_2026-12-02T08-00"
@@ -20,6 +21,15 @@ RUN = "PROJ-0012/Runs/Run_2026-12-02T08-00"
 def files(count: int, size: int) -> dict[str, bytes]:
     return {f"raw/frame_{i:04d}.tif": os.urandom(size) for i in range(count)}
 
+
+
+def start_run(ns: Kubectl, nas: RcloneSftpNas, tmp_path: Path, name: str, data: dict[str, bytes], *,
+              spec: dict[str, Any] | None = None) -> Path:
+    """RUN written under tmp_path/acq, SyncTarget `scope` pushing it to `runs` on `nas`, SyncJob `name` applied."""
+    run = write_run(tmp_path / "acq", RUN, data)
+    rclone_target(ns, nas, name="scope", source=tmp_path / "acq", nas_path="runs", spec=spec)
+    ns.apply(syncjob(name, "scope", RUN))
+    return run
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -28,6 +28,7 @@ from faultlib import (
     movers_per_step,
     nas_holds,
     reasons,
+    start_run,
     status,
     wait_mover_process,
     wait_phase,
@@ -36,7 +37,7 @@ from faultlib import (
 
 from nassync_dev import faults
 from nassync_dev.nas import RcloneSftpNas, make_keypair
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.scenario import OperatorProcess, rclone_target
 from nassync_dev.testing import Kubectl, eventually
 
 SLOW = {"bandwidth": {"defaultKiBps": 128}}
@@ -53,15 +54,12 @@ def test_secret_rotated_mid_push_later_movers_use_the_new_key(
     own_nas.stop()  # both keys valid during the rotation
     own_nas.authorized_keys.write_text(own_nas.client_key.public_line + "\n" + new_key.public_line + "\n")
     own_nas.start()
-    source = tmp_path / "acq"
     data = files(6, 128 * 1024)
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs", spec=SLOW)
-    ns.apply(syncjob("run-s", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-s", data, spec=SLOW)
     wait_mover_process(ns, "push")
 
     own_nas.client_key = new_key  # the admin rotates the Secret mid-push
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs", spec=SLOW)
+    rclone_target(ns, own_nas, name="scope", source=tmp_path / "acq", nas_path="runs", spec=SLOW)
     _job, pod, _pid = wait_mover_process(ns, "verify")
     namespace = ns.namespace or ""
     faults.signal_pod(namespace, pod, signal.SIGSTOP)
@@ -81,11 +79,8 @@ def test_secret_rotated_mid_push_later_movers_use_the_new_key(
 
 def test_target_edited_mid_push_applies_to_the_next_mover_only(
         ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:
-    source = tmp_path / "acq"
     data = files(6, 128 * 1024)
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs", spec=SLOW)
-    ns.apply(syncjob("run-e", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-e", data, spec=SLOW)
     push_job, _pod, _pid = wait_mover_process(ns, "push")
     ns("patch", "synctarget", "scope", "--type=merge", "-p", json.dumps(
         {"spec": {"bandwidth": {"defaultKiBps": 0}, "retry": {"maxAttempts": 3, "backoffSeconds": [1]}}}))
@@ -115,11 +110,8 @@ def test_target_edited_mid_push_applies_to_the_next_mover_only(
 
 def test_target_deleted_mid_push_says_target_missing_touches_nothing_and_continues_when_recreated(
         ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:
-    source = tmp_path / "acq"
     data = files(4, 50_000)
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs")
-    ns.apply(syncjob("run-d", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-d", data)
     namespace = ns.namespace or ""
     push_job, pod, _pid = wait_mover_process(ns, "push")
     faults.signal_pod(namespace, pod, signal.SIGSTOP)
@@ -138,7 +130,7 @@ def test_target_deleted_mid_push_says_target_missing_touches_nothing_and_continu
     assert movers_per_step(ns) == {"gate": 1, "push": 1}, "nothing may start without the target"
     assert local_intact(run, data), "no data touched while the target is missing"
 
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs")
+    rclone_target(ns, own_nas, name="scope", source=tmp_path / "acq", nas_path="runs")
     wait_phase(ns, "run-d", "Cleaned", timeout=180)
     assert movers_per_step(ns) == {"gate": 1, "push": 1, "verify": 1, "cleanup": 1}
     assert [j["metadata"]["name"] for j in movers(ns, "push")] == [push_job]

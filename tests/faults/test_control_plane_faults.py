@@ -20,6 +20,7 @@ from faultlib import (
     files,
     movers_per_step,
     nas_holds,
+    start_run,
     wait_mover_process,
     wait_phase,
 )
@@ -27,7 +28,7 @@ from faultlib import (
 from nassync_dev import faults
 from nassync_dev.cluster import LocalCluster
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.scenario import OperatorProcess
 from nassync_dev.testing import Kubectl
 
 
@@ -38,11 +39,8 @@ from nassync_dev.testing import Kubectl
 def test_control_plane_restart_mid_step_is_survived_without_deciding_twice(
         component: str, step: str, phase: str, local_cluster: LocalCluster, ns: Kubectl,
         operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:
-    source = tmp_path / "acq"
     data = files(6, 50_000)
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs")
-    ns.apply(syncjob("run-r", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-r", data)
     namespace = ns.namespace or ""
     _job, pod, _pid = wait_mover_process(ns, step)
     faults.signal_pod(namespace, pod, signal.SIGSTOP)

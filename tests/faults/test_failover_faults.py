@@ -21,12 +21,13 @@ from faultlib import (
     movers_per_step,
     nas_holds,
     rounds,
+    start_run,
     wait_mover_process,
     wait_phase,
 )
 
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.scenario import OperatorProcess
 from nassync_dev.testing import Kubectl, eventually
 
 LEASE = ("default", "nassync-operator")
@@ -57,12 +58,8 @@ def test_standby_takes_over_within_30s_of_the_leaders_sigkill(
         replicas: dict[str, OperatorProcess], crds: Kubectl, ns: Kubectl, own_nas: RcloneSftpNas,
         tmp_path: Path) -> None:
     leader, standby = replicas["op-a"], replicas["op-b"]
-    source = tmp_path / "acq"
     data = files(8, 128 * 1024)  # ~8 s of pushing at 128 KiB/s
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs",
-                  spec={"bandwidth": {"defaultKiBps": 128}})
-    ns.apply(syncjob("run-f", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-f", data, spec={"bandwidth": {"defaultKiBps": 128}})
     wait_mover_process(ns, "push")
     wait_phase(ns, "run-f", "Pushing")
     assert rounds(leader) > 0

@@ -18,6 +18,7 @@ from faultlib import (
     movers_per_step,
     nas_holds,
     reasons,
+    start_run,
     status,
     wait_mover_process,
     wait_phase,
@@ -25,18 +26,15 @@ from faultlib import (
 
 from nassync_dev import faults
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.scenario import OperatorProcess
 from nassync_dev.testing import Kubectl, eventually
 
 
 def test_push_pod_deleted_mid_push_is_retried_once(
         ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:
-    source = tmp_path / "acq"
     data = files(8, 128 * 1024)  # 1 MiB at 128 KiB/s: ~8 s of pushing
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs",
-                  spec={"bandwidth": {"defaultKiBps": 128}, "retry": {"backoffSeconds": [2]}})
-    ns.apply(syncjob("run-p", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-p", data,
+                    spec={"bandwidth": {"defaultKiBps": 128}, "retry": {"backoffSeconds": [2]}})
     _job, pod, _pid = wait_mover_process(ns, "push")
     wait_phase(ns, "run-p", "Pushing")
     ns("delete", "pod", pod, "--wait=false")
@@ -55,12 +53,8 @@ def test_push_pod_deleted_mid_push_is_retried_once(
 
 def test_cleanup_pod_deleted_half_way_through_deleting_finishes_on_retry(
         ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:
-    source = tmp_path / "acq"
     data = files(40, 10_000)
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs",
-                  spec={"retry": {"backoffSeconds": [2]}})
-    ns.apply(syncjob("run-c", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-c", data, spec={"retry": {"backoffSeconds": [2]}})
     namespace = ns.namespace or ""
     _job, pod, pid = wait_mover_process(ns, "cleanup")
     faults.signal_pod(namespace, pod, signal.SIGSTOP)

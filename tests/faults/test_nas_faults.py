@@ -29,6 +29,7 @@ from faultlib import (
     nas_holds,
     reasons,
     sha,
+    start_run,
     status,
     wait_mover_process,
     wait_phase,
@@ -83,13 +84,10 @@ def test_nas_full_is_no_space_retried_without_partial_files_then_completes(
 
 def test_nas_hung_mid_push_times_out_frees_the_slot_and_completes_after(
         ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:
-    source = tmp_path / "acq"
     data = files(8, 128 * 1024)
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs",
-                  spec={"bandwidth": {"defaultKiBps": 128}, "mover": {"deadlines": {"push": "20s"}},
-                        "retry": {"maxAttempts": 5, "backoffSeconds": [20]}})
-    ns.apply(syncjob("run-hang", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-hang", data,
+                    spec={"bandwidth": {"defaultKiBps": 128}, "mover": {"deadlines": {"push": "20s"}},
+                          "retry": {"maxAttempts": 5, "backoffSeconds": [20]}})
     wait_mover_process(ns, "push")
     assert own_nas._proc is not None
     os.killpg(own_nas._proc.pid, signal.SIGSTOP)  # the NAS hangs: connections open, nothing answers

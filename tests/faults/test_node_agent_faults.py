@@ -16,24 +16,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faultlib import RUN, deleted_locally_are_on_nas, files, movers_per_step, nas_holds, wait_mover_process, wait_phase
+from faultlib import (
+    RUN,
+    deleted_locally_are_on_nas,
+    files,
+    movers_per_step,
+    nas_holds,
+    start_run,
+    wait_mover_process,
+    wait_phase,
+)
 
 from nassync_dev import faults
 from nassync_dev.cluster import LocalCluster
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.scenario import OperatorProcess
 from nassync_dev.testing import Kubectl, eventually
 
 
 def test_node_agent_restarted_mid_push_the_lost_pod_is_noticed_and_the_push_retried_once(
         local_cluster: LocalCluster, ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas,
         tmp_path: Path) -> None:
-    source = tmp_path / "acq"
     data = files(8, 128 * 1024)  # ~8 s of pushing at 128 KiB/s
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs",
-                  spec={"bandwidth": {"defaultKiBps": 128}, "retry": {"backoffSeconds": [2]}})
-    ns.apply(syncjob("run-n", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-n", data,
+                    spec={"bandwidth": {"defaultKiBps": 128}, "retry": {"backoffSeconds": [2]}})
     _job, pod, _pid = wait_mover_process(ns, "push")
     wait_phase(ns, "run-n", "Pushing")
 

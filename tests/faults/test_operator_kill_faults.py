@@ -21,6 +21,7 @@ from faultlib import (
     movers,
     movers_per_step,
     nas_holds,
+    start_run,
     status,
     wait_mover_process,
     wait_phase,
@@ -29,7 +30,7 @@ from faultlib import (
 
 from nassync_dev import faults
 from nassync_dev.nas import RcloneSftpNas
-from nassync_dev.scenario import OperatorProcess, rclone_target, syncjob, write_run
+from nassync_dev.scenario import OperatorProcess
 from nassync_dev.testing import Kubectl, eventually
 
 STEPS = {"Gating": "gate", "Pushing": "push", "Verifying": "verify", "Cleaning": "cleanup"}
@@ -40,11 +41,8 @@ FILES = 40
 def test_operator_sigkilled_in_each_phase_resumes_to_cleaned(
         phase: str, ns: Kubectl, operator: OperatorProcess, own_nas: RcloneSftpNas, tmp_path: Path) -> None:
     step = STEPS[phase]
-    source = tmp_path / "acq"
     data = files(FILES, 20_000)
-    run = write_run(source, RUN, data)
-    rclone_target(ns, own_nas, name="scope", source=source, nas_path="runs")
-    ns.apply(syncjob("run-k", "scope", RUN))
+    run = start_run(ns, own_nas, tmp_path, "run-k", data)
     namespace = ns.namespace or ""
 
     job, pod, pid = wait_mover_process(ns, step)

@@ -14,51 +14,15 @@ from typing import Any
 
 from nassync.api.mover_io import PARAMS_ENV, RESULT_PATH_ENV, MoverParams
 from nassync_dev.nas import RcloneSftpNas, SshNas
+from nassync_dev.scenario import LAB_CACHE_DIR, Run
+from nassync_dev.scenario import params_for as params_for  # re-exported for the mover tests
 
 MOVER = str(Path(sys.executable).parent / "nassync-mover")
-CACHE = ".exlab-wizard"
+CACHE = LAB_CACHE_DIR
 Nas = SshNas | RcloneSftpNas
 
 
-@dataclass(frozen=True)
-class Run:
-    source_root: Path
-    run_path: str
-
-    @property
-    def dir(self) -> Path:
-        return self.source_root / self.run_path
-
-    def write(self, relpath: str, data: bytes) -> Path:
-        path = self.dir / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return path
-
-
 RunFactory = Callable[..., Run]
-
-
-def params_for(
-    nas: SshNas | RcloneSftpNas,
-    run: Run,
-    step: str,
-    *,
-    owner: str = "lab/job-a/uid-a",
-    **extra: Any,
-) -> MoverParams:
-    destination = extra.pop("destination", None) or nas.destination(path="/nas")
-    return MoverParams.model_validate(
-        {
-            "step": step,
-            "sourceRoot": str(run.source_root),
-            "runPath": run.run_path,
-            "cacheDirName": CACHE,
-            "destination": destination.model_dump(by_alias=True),
-            "owner": owner,
-            **extra,
-        }
-    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import os
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from moverlib import CACHE, MOVER, MoverRun, Nas, Run, RunFactory, params_for, r
 from nassync.api.mover_io import PARAMS_ENV, RESULT_PATH_ENV, MoverParams
 from nassync_dev.labapp import creation_document, own_tree, read_creation, write_creation
 from nassync_dev.nas import RcloneSftpNas, SshNas
+from nassync_dev.scenario import reachable_tmpdir
 
 pytestmark = pytest.mark.nas
 
@@ -37,19 +37,9 @@ AsUser = Callable[..., MoverRun]
 
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
-    """A per-test directory other uids can reach, outside pytest's base directory.
-
-    pytest keeps /tmp/pytest-of-<user> private (0700) and every pytest session
-    that starts (another xdist worker, a second run on the machine) makes it
-    so again, so a path below it can turn unreachable for a non-root mover in
-    the middle of a test.
-    """
-    path = Path(tempfile.mkdtemp(prefix="nassync-as-user-"))
-    path.chmod(0o755)
-    try:
+    """A per-test directory other uids can reach, outside pytest's base directory (scenario.reachable_tmpdir)."""
+    with reachable_tmpdir("nassync-as-user-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from moverlib import MOVER, MoverRun, Run, RunFactory, params_for, sha256_tree
 from nassync.api.mover_io import PARAMS_ENV, RESULT_PATH_ENV, MoverParams, RcloneDestination, VolumeDestination
 from nassync_dev.labapp import own_tree
 from nassync_dev.nas import RcloneSftpNas
+from nassync_dev.scenario import reachable_tmpdir
 
 Runner = Callable[[MoverParams], MoverRun]
 FILES = {"raw/a.tif": os.urandom(30_000), "raw/deep/b.tif": os.urandom(5_000), "notes.txt": b"n\n"}
@@ -121,9 +120,7 @@ def test_a_volume_the_movers_uid_may_not_write_is_a_permission_error_that_says_w
     """A PV whose root belongs to root (0755) and a mover running as the instrument's uid: the push fails at once
     as Permission naming the fix (fsGroup, the export's squash), not as an Unknown "error in file IO" retried
     forever. Directories outside pytest's private base dir, so uid 4242 can reach them."""
-    base = Path(tempfile.mkdtemp(prefix="nassync-volume-uid-"))
-    try:
-        base.chmod(0o755)
+    with reachable_tmpdir("nassync-volume-uid-") as base:
         run = Run(source_root=base / "source", run_path="PROJ/Runs/Run_perm")
         run.dir.mkdir(parents=True)
         for relpath, data in FILES.items():
@@ -146,5 +143,3 @@ def test_a_volume_the_movers_uid_may_not_write_is_a_permission_error_that_says_w
         assert "fsGroup" in result["error"]["message"] and "Permission denied" in result["error"]["message"]
         assert list(share.iterdir()) == [], "nothing was written on the volume"
         assert sha256_tree(run.dir) == {rel: hashlib.sha256(d).hexdigest() for rel, d in FILES.items()}
-    finally:
-        shutil.rmtree(base, ignore_errors=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.e2e.support import wait_phase
 from tests.node.conftest import Node
 
 from nassync_dev import faults
@@ -94,8 +95,7 @@ def test_kubelet_restarted_mid_push_the_same_push_job_finishes(
                           "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
                timeout=120, what="the kubelet node Ready again")
 
-    done = eventually(lambda: (lambda st: st if st.get("phase") == "Cleaned" else None)(
-        ns.get("syncjob", "run-k").get("status") or {}), timeout=240, what="run-k Cleaned")
+    done = wait_phase(ns, "run-k", "Cleaned", timeout=240)["status"]
     pushes = json.loads(ns("get", "jobs", "-l", "nassync.dev/step=push", "-o", "json"))["items"]
     assert len(pushes) == 1, "the push was not retried: the restarted kubelet adopted its container"
     assert pushes[0]["status"].get("succeeded") == 1 and not pushes[0]["status"].get("failed")

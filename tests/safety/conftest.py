@@ -6,8 +6,6 @@ so that a test can run the mover as a non-root uid (tests run as root here).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from safetylib import Mover, Nas, Run, RunFactory, VolumeNas
 
 from nassync_dev.nas import RcloneSftpNas, SshNas
+from nassync_dev.scenario import reachable_tmpdir
 
 
 @pytest.fixture(params=["rclone", "rsync", "volume"])
@@ -32,12 +31,8 @@ def nas(request: pytest.FixtureRequest, open_tmp: Path) -> Nas:
 @pytest.fixture
 def open_tmp() -> Iterator[Path]:
     """A temporary directory (0755) that a mover running as another uid can reach."""
-    path = Path(tempfile.mkdtemp(prefix="nassync-safety-"))
-    path.chmod(0o755)
-    try:
+    with reachable_tmpdir("nassync-safety-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -26,12 +26,12 @@ from typing import Any
 
 from nassync.api.mover_io import PARAMS_ENV, RESULT_PATH_ENV, MoverParams
 from nassync_dev.nas import RcloneSftpNas, SshNas
+from nassync_dev.scenario import LAB_CACHE_DIR, Run, params_for
 
 MOVER = str(Path(sys.executable).parent / "nassync-mover")
 WRAPPER = Path(__file__).with_name("mutating_mover.py")
 PLAN_ENV = "NASSYNC_SAFETY_PLAN"
-CACHE = ".exlab-wizard"
-OWNER = "lab/job-a/uid-a"
+CACHE = LAB_CACHE_DIR
 
 
 @dataclass(frozen=True)
@@ -101,36 +101,7 @@ class Plan:
                            "fired": str(self.fired) if self.fired else None})
 
 
-@dataclass(frozen=True)
-class Run:
-    source_root: Path
-    run_path: str
-
-    @property
-    def dir(self) -> Path:
-        return self.source_root / self.run_path
-
-    def write(self, relpath: str, data: bytes) -> Path:
-        path = self.dir / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return path
-
-
 RunFactory = Callable[..., Run]
-
-
-def params_for(nas: Nas, run: Run, step: str, *, owner: str = OWNER, **extra: Any) -> MoverParams:
-    destination = extra.pop("destination", None) or nas.destination(path="/nas")
-    return MoverParams.model_validate({
-        "step": step,
-        "sourceRoot": str(run.source_root),
-        "runPath": run.run_path,
-        "cacheDirName": CACHE,
-        "destination": destination.model_dump(by_alias=True),
-        "owner": owner,
-        **extra,
-    })
 
 
 @dataclass(frozen=True)
