@@ -168,7 +168,7 @@ SHARED_RULES: tuple[Rule, ...] = (
     rule(
         ErrorKind.PERMISSION,
         r"Permission denied \(13\)|Operation not permitted \(1\)|SSH_FX_PERMISSION_DENIED|: permission denied\b|"
-        r"Read-only file system \(30\)|read-only file system",
+        r"read-only file system",
         "the destination refuses to let the mover write there: give the NAS directory (or the mounted volume's "
         "root) to the user the copy runs as — for a volume the mover's uid/gid (fsGroup, the NFS export's "
         "squash settings), for ssh/sftp the NAS account — or mount it read-write: {detail}",
